@@ -49,16 +49,14 @@ type Manager struct {
 
 	// Optional settings, read by Start.
 
-	// NodeNotReadySince reports since when a node has been NotReady (the agent's heartbeat
-	// tracker knows best). nil: the Manager notes the first plan at which nodeReady
-	// reported the node not ready.
-	NodeNotReadySince func(node string) (time.Time, bool)
 	// UnreachableToleration is the cluster-wide default toleration of an unreachable node
 	// (DefaultUnreachableToleration when 0).
 	UnreachableToleration time.Duration
 	Resync                time.Duration // DefaultResync when 0
 	Retry                 time.Duration // DefaultRetry when 0
 	Now                   func() time.Time
+
+	notReadySinceFn func(node string) (time.Time, bool)
 
 	wake     chan struct{}
 	mu       sync.Mutex
@@ -77,6 +75,13 @@ func NewManager(store Store, rec events.Recorder, nodeReady func(string) bool, l
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Manager{store: store, rec: rec, nodeReady: nodeReady, log: log, wake: make(chan struct{}, 1)}
+}
+
+// SetNodeNotReadySince gives the Manager the agent's record of since when each node has
+// been NotReady (its heartbeat tracker knows best). Without it the Manager notes the first
+// plan at which nodeReady reported a node not ready. Call it before Start.
+func (m *Manager) SetNodeNotReadySince(f func(node string) (time.Time, bool)) {
+	m.notReadySinceFn = f
 }
 
 // Start starts planning in the background until ctx ends or Stop.
@@ -182,8 +187,8 @@ func (m *Manager) now() time.Time {
 // notReadySince returns the NotReady tracker for a plan: the configured one, or the
 // Manager's own record of when it first saw each node not ready.
 func (m *Manager) notReadySince(s *state.State, now time.Time) func(string) (time.Time, bool) {
-	if m.NodeNotReadySince != nil {
-		return m.NodeNotReadySince
+	if m.notReadySinceFn != nil {
+		return m.notReadySinceFn
 	}
 	seen := map[string]bool{}
 	for _, n := range state.Typed[*corev1.Node](s.Cluster.List("Node", "")) {

@@ -62,6 +62,19 @@ func placedPods(s *state.State, node string) int {
 }
 
 func TestManager(t *testing.T) {
+	tests := []struct {
+		name    string
+		tracker bool // the agent's NotReady tracker (else the Manager's own)
+	}{
+		{"the Manager notes when a node went NotReady", false},
+		{"the agent's tracker says when", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { testManager(t, tt.tracker) })
+	}
+}
+
+func testManager(t *testing.T, tracker bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	store := state.NewMemStore()
@@ -79,6 +92,12 @@ func TestManager(t *testing.T) {
 	ring := events.NewRing(100, "test")
 	m := NewManager(store, ring, func(n string) bool { return n != "n1" || !n1Down.Load() }, nil)
 	m.UnreachableToleration = time.Millisecond
+	if tracker {
+		m.UnreachableToleration = time.Hour // the agent says n1 has been down for longer
+		m.SetNodeNotReadySince(func(n string) (time.Time, bool) {
+			return time.Now().Add(-2 * time.Hour), n == "n1" && n1Down.Load()
+		})
+	}
 	if err := m.Stop(); !errors.Is(err, ErrNotStarted) {
 		t.Errorf("Stop before Start = %v; want ErrNotStarted", err)
 	}
@@ -90,8 +109,8 @@ func TestManager(t *testing.T) {
 		t.Fatalf("Manager: pods = %d placed; want 6 spread 2/2/2: %v", placedPods(store.State(), ""), err)
 	}
 
-	// n1 stops answering: the Manager notes when, and once the toleration has passed its
-	// pods go and are replaced on the other nodes.
+	// n1 stops answering: once its toleration has passed its pods go and are replaced on
+	// the other nodes.
 	n1Down.Store(true)
 	m.Trigger()
 	if _, err := store.WaitFor(ctx, func(s *state.State) bool { return placedPods(s, "n1") == 0 && placedPods(s, "") == 6 }); err != nil {
