@@ -309,12 +309,10 @@ func (p *planner) selector(rs *appsv1.ReplicaSet) (labels.Selector, bool) {
 
 // podsOf returns the current pods controlled by owner (terminating ones included).
 func (p *planner) podsOf(owner types.UID) []*corev1.Pod {
+	// Each key is listed once: a pod made by the plan gets a name no pod had.
 	keys := p.podsBy[owner]
 	out := make([]*corev1.Pod, 0, len(keys))
-	for i, k := range keys {
-		if slices.Contains(keys[:i], k) {
-			continue
-		}
+	for _, k := range keys {
 		if pod := p.pods[k]; pod != nil && controllerUID(pod) == owner {
 			out = append(out, pod)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -242,30 +243,58 @@ func (p *planner) rsNameTaken(ns, name string) bool {
 }
 
 // findNewReplicaSet returns the oldest ReplicaSet whose template equals the Deployment's,
-// ignoring the pod-template-hash label.
+// ignoring the pod-template-hash label (Kubernetes' FindNewReplicaSet).
 func findNewReplicaSet(d *appsv1.Deployment, rss []*appsv1.ReplicaSet) *appsv1.ReplicaSet {
 	sorted := slices.Clone(rss)
 	sortByCreation(sorted)
-	want := templateKey(&d.Spec.Template)
+	var want []byte
 	for _, rs := range sorted {
-		if bytes.Equal(templateKey(&rs.Spec.Template), want) {
+		if equalIgnoreHash(&rs.Spec.Template, &d.Spec.Template, &want) {
 			return rs
 		}
 	}
 	return nil
 }
 
-// templateKey is a template's JSON encoding without the pod-template-hash label: equal keys
-// are equal templates (Kubernetes' EqualIgnoreHash). JSON is the API's canonical form, so
-// nil and empty collections, or 1000m and 1 CPU, compare equal as they do semantically,
-// and it is many times cheaper than a reflective comparison.
-func templateKey(t *corev1.PodTemplateSpec) []byte {
-	c := *t // shallow: only the labels change
+// equalIgnoreHash compares two templates ignoring the pod-template-hash label, cheaply
+// where it can: templates of different images differ; identical values are equal; else
+// their JSON encodings decide (the API's canonical form: nil and empty collections, or
+// 1000m and 1 CPU, encode alike, as equality.Semantic would have it). bKey caches b's
+// encoding across calls.
+func equalIgnoreHash(a, b *corev1.PodTemplateSpec, bKey *[]byte) bool {
+	if len(a.Spec.Containers) != len(b.Spec.Containers) {
+		return false
+	}
+	for i := range a.Spec.Containers {
+		if a.Spec.Containers[i].Image != b.Spec.Containers[i].Image {
+			return false
+		}
+	}
+	ca, cb := withoutHash(a), withoutHash(b)
+	if reflect.DeepEqual(ca, cb) {
+		return true
+	}
+	if *bKey == nil {
+		*bKey = templateKey(cb)
+	}
+	return bytes.Equal(templateKey(ca), *bKey)
+}
+
+// withoutHash returns a shallow copy of a template without the pod-template-hash label.
+func withoutHash(t *corev1.PodTemplateSpec) *corev1.PodTemplateSpec {
+	c := *t
 	if _, ok := c.Labels[LabelPodTemplateHash]; ok {
 		c.Labels = maps.Clone(c.Labels)
 		delete(c.Labels, LabelPodTemplateHash)
 	}
-	b, err := json.Marshal(&c)
+	if len(c.Labels) == 0 {
+		c.Labels = nil
+	}
+	return &c
+}
+
+func templateKey(t *corev1.PodTemplateSpec) []byte {
+	b, err := json.Marshal(t)
 	if err != nil {
 		return []byte(err.Error())
 	}

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skiffhq/skiff/manifest"
@@ -294,6 +296,40 @@ func TestFenceposts(t *testing.T) {
 		d := withDeploymentDefaults(deploy("web", tt.replicas, "img", rolling(tt.surge, tt.unavailable)))
 		if s, u := maxSurge(d), maxUnavailable(d); s != tt.wantS || u != tt.wantU {
 			t.Errorf("fenceposts(%d, %s, %s) = %d, %d; want %d, %d", tt.replicas, tt.surge, tt.unavailable, s, u, tt.wantS, tt.wantU)
+		}
+	}
+}
+
+func TestEqualIgnoreHash(t *testing.T) {
+	mod := func(f func(*corev1.PodTemplateSpec)) *corev1.PodTemplateSpec {
+		tp := template("web", "img:v1")
+		f(&tp)
+		return &tp
+	}
+	cpu := func(q string) func(*corev1.PodTemplateSpec) {
+		return func(tp *corev1.PodTemplateSpec) {
+			tp.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(q)}
+		}
+	}
+	base := mod(func(*corev1.PodTemplateSpec) {})
+	tests := []struct {
+		name string
+		a, b *corev1.PodTemplateSpec
+		want bool
+	}{
+		{"identical", base, mod(func(*corev1.PodTemplateSpec) {}), true},
+		{"hash label ignored", base, mod(func(tp *corev1.PodTemplateSpec) { tp.Labels[LabelPodTemplateHash] = "abc" }), true},
+		{"other image", base, mod(func(tp *corev1.PodTemplateSpec) { tp.Spec.Containers[0].Image = "img:v2" }), false},
+		{"other label", base, mod(func(tp *corev1.PodTemplateSpec) { tp.Labels["tier"] = "x" }), false},
+		{"other env", base, mod(func(tp *corev1.PodTemplateSpec) { tp.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "A", Value: "1"}} }), false},
+		{"empty env is no env", base, mod(func(tp *corev1.PodTemplateSpec) { tp.Spec.Containers[0].Env = []corev1.EnvVar{} }), true},
+		{"1000m CPU is 1 CPU", mod(cpu("1000m")), mod(cpu("1")), true},
+		{"500m CPU is not 1 CPU", mod(cpu("500m")), mod(cpu("1")), false},
+	}
+	for _, tt := range tests {
+		var key []byte
+		if got := equalIgnoreHash(tt.a, tt.b, &key); got != tt.want {
+			t.Errorf("equalIgnoreHash(%s) = %v; want %v", tt.name, got, tt.want)
 		}
 	}
 }

@@ -119,12 +119,17 @@ func tolerationTime(tols []corev1.Toleration, taint *corev1.Taint, dflt time.Dur
 // background: a cluster object whose owners (by UID) all no longer exist, and a cluster pod
 // made from a git Pod that left git (or was replaced there by a new object of the same
 // name). Objects without an owner reference or the git annotation are never touched: skiff
-// deletes only what it made.
+// deletes only what it made. Every kind skiff stores (manifest.Resources) is collected.
 func (p *planner) collectGarbage() {
 	var owned []manifest.Object // objects other than pods with owners
-	for _, o := range p.s.Cluster.All() {
-		if _, isPod := o.(*corev1.Pod); !isPod && len(o.GetOwnerReferences()) > 0 {
-			owned = append(owned, o)
+	for _, r := range manifest.Resources {
+		if r.Kind == "Pod" {
+			continue
+		}
+		for _, o := range p.s.Cluster.List(r.Kind, "") {
+			if len(o.GetOwnerReferences()) > 0 {
+				owned = append(owned, o)
+			}
 		}
 	}
 	gone := map[types.UID]bool{}
