@@ -351,14 +351,19 @@ func (m *mirror) update(ctx context.Context, ref string) (*object.Commit, error)
 	if !ok {
 		return nil, m.refNotFound(ref)
 	}
-	want := adv.commit(name)
-	if c, err := m.repo.CommitObject(want); err == nil {
-		return c, nil
+	if m.has(adv.commit(name)) {
+		return m.peel(adv.commit(name), ref)
 	}
 	if err := m.fetch(ctx, config.RefSpec("+"+name.String()+":"+localName(name).String())); err != nil {
 		return nil, err
 	}
 	return m.peel(adv.refs[name], ref)
+}
+
+// has reports whether the clone holds an object (a commit, or a tag when the server does
+// not advertise what tags point to).
+func (m *mirror) has(h plumbing.Hash) bool {
+	return m.repo.Storer.HasEncodedObject(h) == nil
 }
 
 // hasName reports whether a branch or tag is called ref.

@@ -2,7 +2,6 @@ package gitsync
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -491,6 +490,19 @@ func TestProposals(t *testing.T) {
 		t.Errorf("after switching to tag v2: %+v, %v; want %s", st, err, head)
 	}
 
+	// Switching the repository URL between restarts starts a new clone.
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r2 := newRepo(t)
+	r2.Write("z.yaml", podYAML("z"))
+	otherHead := r2.Commit("other repository")
+	cfg.Repo, cfg.Ref = r2.ServeHTTP(t), ""
+	s = start(t, cfg, p)
+	if st, err := syncNow(t, s); err != nil || st.Head.Hash != otherHead {
+		t.Errorf("after switching the repository: %+v, %v; want %s", st, err, otherHead)
+	}
+
 	// A second syncer on the same directory is refused.
 	other, err := New(cfg, p, testLog(t))
 	if err != nil {
@@ -543,9 +555,9 @@ func TestPoll(t *testing.T) {
 }
 
 // TestWithoutGitCLI: on a node without git, file:// repositories are read in-process (in
-// full: go-git's server makes no shallow packs).
+// full: go-git's server makes no shallow packs, nor does it say what annotated tags point to).
 func TestWithoutGitCLI(t *testing.T) {
-	r := newRepo(t)
+	r := newHistory(t)
 	t.Setenv("PATH", t.TempDir())
 	fileTransportOnce = sync.Once{}
 	ensureFileTransport(testLog(t))
@@ -554,18 +566,38 @@ func TestWithoutGitCLI(t *testing.T) {
 		fileTransportOnce = sync.Once{}
 		builtinFile.Store(false)
 	})
-	for _, depth := range []int{0, 1} {
+	tests := []struct {
+		ref   string
+		depth int
+		want  string
+	}{
+		{"", 0, r.second},
+		{"main", 1, r.second},
+		{"v1-annotated", 0, r.first},
+		{r.stable[:10], 0, r.stable},
+	}
+	for _, tt := range tests {
 		cfg := testConfig(t, r.URL())
-		cfg.Depth = depth
+		cfg.Ref, cfg.Depth = tt.ref, tt.depth
 		s := start(t, cfg, &proposer{})
-		want := r.Git("rev-parse", "HEAD") // the fixture finds git by its absolute path
-		if st, err := syncNow(t, s); err != nil || st.Head.Hash != want {
-			t.Fatalf("depth %d: Sync without git = %s, %v; want %s", depth, st.Head.Hash, err, want)
+		if st, err := syncNow(t, s); err != nil || st.Head.Hash != tt.want {
+			t.Fatalf("ref %q depth %d: Sync without git = %s, %v; want %s", tt.ref, tt.depth, st.Head.Hash, err, tt.want)
 		}
-		want = r.Commit(fmt.Sprintf("depth %d", depth))
-		if st, err := syncNow(t, s); err != nil || st.Head.Hash != want {
-			t.Fatalf("depth %d: Sync of a new commit without git = %s, %v; want %s", depth, st.Head.Hash, err, want)
+		packs, _ := filepath.Glob(filepath.Join(cfg.Dir, "repo", "objects", "pack", "*.pack"))
+		if st, err := syncNow(t, s); err != nil || st.Head.Hash != tt.want {
+			t.Fatalf("ref %q: second Sync without git = %s, %v; want %s", tt.ref, st.Head.Hash, err, tt.want)
 		}
+		if again, _ := filepath.Glob(filepath.Join(cfg.Dir, "repo", "objects", "pack", "*.pack")); len(again) != len(packs) {
+			t.Errorf("ref %q: a no-change Sync downloaded a pack (%d, then %d)", tt.ref, len(packs), len(again))
+		}
+	}
+	r.Write("deploy/app.yaml", podYAML("third"))
+	third := r.Commit("third")
+	cfg := testConfig(t, r.URL())
+	cfg.Depth = 1
+	s := start(t, cfg, &proposer{})
+	if st, err := syncNow(t, s); err != nil || st.Head.Hash != third {
+		t.Fatalf("Sync of a new commit without git = %s, %v; want %s", st.Head.Hash, err, third)
 	}
 }
 
