@@ -458,12 +458,23 @@ func (m *mirror) lookupSHA(sha string) (*object.Commit, error) {
 	return m.repo.CommitObject(*h)
 }
 
+// maxPacks bounds the packs a clone collects (one per fetch): every object lookup visits
+// each pack index, and go-git cannot repack a shallow clone. Past it, the next fetch starts
+// from an empty clone, which also drops what force pushes left unreachable.
+var maxPacks = 100
+
 // fetch downloads what specs name, forcing local references to follow force pushes. A fetch
 // that fails although the remote answered may mean a damaged clone: check tells.
 func (m *mirror) fetch(ctx context.Context, specs ...config.RefSpec) error {
 	auth, err := m.auth()
 	if err != nil {
 		return err
+	}
+	if packs, _ := filepath.Glob(filepath.Join(m.dir, "objects", "pack", "*.pack")); len(packs) >= maxPacks {
+		m.log.Info("compacting the clone: fetching into an empty one", "packs", len(packs))
+		if err := m.reset(); err != nil {
+			return err
+		}
 	}
 	depth := m.depth
 	if builtinFile.Load() && strings.HasPrefix(m.url, "file://") {

@@ -2,6 +2,7 @@ package gitsync
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -666,6 +667,27 @@ func TestMetrics(t *testing.T) {
 	for i, d := range m.durations {
 		if d <= 0 {
 			t.Errorf("fetch %d duration %v; want > 0", i, d)
+		}
+	}
+}
+
+// TestCompaction: the clone does not collect one pack per fetch forever.
+func TestCompaction(t *testing.T) {
+	old := maxPacks
+	maxPacks = 3
+	t.Cleanup(func() { maxPacks = old })
+	r := newRepo(t)
+	cfg := testConfig(t, r.ServeDaemon(t))
+	cfg.Depth = 1
+	s := start(t, cfg, &proposer{})
+	for i := range 8 {
+		head := r.Commit(fmt.Sprintf("commit %d", i))
+		if st, err := syncNow(t, s); err != nil || st.Head.Hash != head {
+			t.Fatalf("Sync %d = %s, %v; want %s", i, st.Head.Hash, err, head)
+		}
+		packs, err := filepath.Glob(filepath.Join(cfg.Dir, "repo", "objects", "pack", "*.pack"))
+		if err != nil || len(packs) > maxPacks {
+			t.Fatalf("after %d fetches the clone has %d packs; want at most %d", i+2, len(packs), maxPacks)
 		}
 	}
 }
