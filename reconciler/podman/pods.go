@@ -7,6 +7,7 @@ import (
 	"net"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	nettypes "github.com/containers/common/libnetwork/types"
@@ -29,16 +30,27 @@ func (r *Runtime) Pods(ctx context.Context) ([]reconciler.Pod, error) {
 
 func (r *Runtime) listPods(ctx context.Context, filters map[string][]string) ([]reconciler.Pod, error) {
 	c := r.ctx(ctx)
+	// The two lists run concurrently: each costs the service a walk of its database.
+	var (
+		ctrs    []entities.ListContainer
+		ctrsErr error
+		wg      sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ctrs, ctrsErr = containers.List(c, new(containers.ListOptions).WithAll(true).WithFilters(managedFilter))
+	}()
 	reports, err := pods.List(c, new(pods.ListOptions).WithFilters(filters))
+	wg.Wait()
 	if err != nil {
 		return nil, fmt.Errorf("list pods: %w", err)
 	}
+	if ctrsErr != nil {
+		return nil, fmt.Errorf("list containers: %w", ctrsErr)
+	}
 	if len(reports) == 0 {
 		return nil, nil
-	}
-	ctrs, err := containers.List(c, new(containers.ListOptions).WithAll(true).WithFilters(managedFilter))
-	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
 	}
 	byPod := map[string][]entities.ListContainer{}
 	for _, lc := range ctrs {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/blang/semver/v4"
 	dockerTypes "github.com/docker/docker/api/types"
 	dockerEvents "github.com/docker/docker/api/types/events"
 
@@ -166,6 +167,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts reconciler.ExecOptio
 			return -1, fmt.Errorf("exec %v in %s: inspect: %w", opts.Cmd, id, err)
 		}
 		if !info.Running {
+			r.execRemove(c, session)
 			return info.ExitCode, nil
 		}
 		select {
@@ -175,6 +177,19 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts reconciler.ExecOptio
 		}
 	}
 }
+
+// execRemove drops a finished exec session from the container's state. Podman keeps
+// every session until the container stops, and only 4.8 and newer can remove one through
+// the API: on older services (Debian bookworm's 4.3) each exec, and so each exec probe,
+// leaves a record behind until then.
+func (r *Runtime) execRemove(ctx context.Context, session string) {
+	if r.version.LT(execRemoveVersion) {
+		return
+	}
+	_ = containers.ExecRemove(ctx, session, nil)
+}
+
+var execRemoveVersion = semver.MustParse("4.8.0")
 
 // execStart starts an exec session attached over a hijacked connection: the response is
 // the raw (TTY) or multiplexed output stream, and stdin is written to the same socket.
