@@ -25,5 +25,10 @@ func Root() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), "skiff", version.Version)
 		},
 	})
+	for _, c := range []*cobra.Command{newGetCmd(), newDescribeCmd(), newLogsCmd(), newExecCmd(), newStatusCmd(), newSyncCmd()} {
+		addServerFlag(c)
+		root.AddCommand(c)
+	}
+	root.AddCommand(newAgentCmd(), newDemoCmd())
 	return root
 }

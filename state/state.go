@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -47,9 +48,7 @@ func (f *Failure) Same(g *Failure) bool {
 	if f == nil || g == nil {
 		return f == g
 	}
-	a, b := *f, *g
-	a.At, b.At = time.Time{}, time.Time{}
-	return equality.Semantic.DeepEqual(a, b)
+	return f.Commit.Hash == g.Commit.Hash && f.Error == g.Error && reflect.DeepEqual(f.Problems, g.Problems)
 }
 
 // State is one immutable snapshot of the cluster.

@@ -155,3 +155,25 @@ func TestFeedWaitFor(t *testing.T) {
 		t.Fatalf("WaitFor = %v; want nil", err)
 	}
 }
+
+func TestFailureSame(t *testing.T) {
+	p := manifest.Problems{{File: "a.yaml", Doc: 1, Severity: manifest.Error, Message: "bad"}}
+	base := &Failure{Commit: Commit{Hash: "c1", Time: t0}, At: t0, Error: "", Problems: p}
+	tests := []struct {
+		name string
+		a, b *Failure
+		want bool
+	}{
+		{"both nil", nil, nil, true},
+		{"one nil", base, nil, false},
+		{"same but later", base, &Failure{Commit: Commit{Hash: "c1", Time: t0}, At: t0.Add(time.Hour), Problems: p}, true},
+		{"other commit", base, &Failure{Commit: Commit{Hash: "c2"}, At: t0, Problems: p}, false},
+		{"other error", base, &Failure{Commit: Commit{Hash: "c1"}, Error: "fetch failed", Problems: p}, false},
+		{"other problems", base, &Failure{Commit: Commit{Hash: "c1"}}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.a.Same(tt.b); got != tt.want {
+			t.Errorf("Same(%s) = %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}

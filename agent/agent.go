@@ -1,0 +1,351 @@
+// Package agent is a skiff node: it runs Raft (hashicorp/raft with raft-boltdb on disk),
+// applies the log to the state snapshot, serves the HTTP API, runs the node loop for the
+// pods placed here and, while it leads, the git fetch loop and the controllers.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skiffhq/skiff/events"
+	"github.com/skiffhq/skiff/gitsync"
+	"github.com/skiffhq/skiff/internal/version"
+	"github.com/skiffhq/skiff/manifest"
+	"github.com/skiffhq/skiff/reconciler"
+	"github.com/skiffhq/skiff/reconciler/controller"
+	"github.com/skiffhq/skiff/reconciler/podman"
+	"github.com/skiffhq/skiff/reconciler/volume"
+	"github.com/skiffhq/skiff/state"
+)
+
+// Annotations skiff puts on its Node objects so peers can reach each other.
+const (
+	AnnotationAPI  = "skiff.io/api"  // the node's API URL
+	AnnotationRaft = "skiff.io/raft" // the node's Raft address
+)
+
+// Agent is one skiff node.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	version string
+
+	feed    *state.Feed
+	raft    *raftNode
+	store   *Store
+	events  *events.Ring
+	runtime reconciler.Runtime
+	node    *reconciler.Node
+	volumes *volume.Manager
+	leader  *leaderLoop
+	hook    http.Handler
+	peers   *peers
+	health  *nodeHealth
+	metrics *metrics
+
+	api     *http.Server
+	apiLn   net.Listener
+	ready   chan struct{} // closed once the node loop runs
+	notReadyReason string
+	stopped chan struct{}
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// New validates cfg and prepares an agent; Start runs it.
+func New(cfg Config, log *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &Agent{cfg: cfg, log: log, version: version.Version, feed: state.NewFeed(nil),
+		events: events.NewRing(1000, cfg.Name), ready: make(chan struct{}), stopped: make(chan struct{})}
+	a.health = newNodeHealth(cfg.Name)
+	a.peers = newPeers(a)
+	a.metrics = newMetrics(a)
+	return a, nil
+}
+
+// Run starts the agent, blocks until ctx ends, then stops it.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return a.Stop()
+}
+
+// Start brings the node up in order: Raft, API, catch-up, node registration, the node
+// loop, then leadership duties whenever this node leads.
+func (a *Agent) Start(ctx context.Context) error {
+	ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	for _, d := range []string{a.cfg.DataDir, filepath.Join(a.cfg.DataDir, "git"), filepath.Join(a.cfg.DataDir, "pods")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+	}
+	stream, err := listenTCP(a.cfg.Raft, a.cfg.RaftAdvertise())
+	if err != nil {
+		return err
+	}
+	a.raft, err = openRaft(a.cfg.DataDir, a.cfg.Name, NewFSM(a.feed), stream, a.log)
+	if err != nil {
+		stream.Close()
+		return err
+	}
+	if err := a.raft.bootstrap(a.cfg.Name, a.cfg.RaftAdvertise()); err != nil {
+		a.raft.close()
+		return err
+	}
+	a.store = newStore(a.feed, a.raft.Raft, a.peers)
+	a.health.watch(a.raft.Raft)
+	a.leader = newLeaderLoop(a)
+	a.hook = gitsync.WebhookHandler(a.webhookSecret(), a.leader.trigger, a.log)
+
+	a.apiLn, err = net.Listen("tcp", a.cfg.API)
+	if err != nil {
+		a.raft.close()
+		return fmt.Errorf("api listen %s: %w", a.cfg.API, err)
+	}
+	a.api = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.api.Serve(a.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("api", "err", err)
+		}
+	}()
+	a.log.Info("agent starting", "node", a.cfg.Name, "api", a.cfg.API, "raft", a.cfg.RaftAdvertise(), "version", a.version)
+
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.startNode(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("node did not start; the API keeps answering, /readyz says why", "err", err)
+		}
+	}()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.leader.run(ctx)
+	}()
+	return nil
+}
+
+// startNode waits until this node's state has caught up with the cluster, registers the
+// node and starts the node loop.
+func (a *Agent) startNode(ctx context.Context) error {
+	if err := a.store.WaitCaughtUp(ctx); err != nil {
+		return err
+	}
+	rt, err := podman.New(ctx, a.cfg.Podman, a.cfg.Name)
+	if err != nil {
+		a.setNotReady(fmt.Sprintf("podman at %s: %v", a.cfg.Podman, err))
+		return err
+	}
+	a.runtime = rt
+	a.volumes = volume.NewManager(volume.Config{
+		Dir:           filepath.Join(a.cfg.DataDir, "pods"),
+		HostPathAllow: a.cfg.HostPathAllow,
+		GitRepos:      gitsync.NewRepoCache(filepath.Join(a.cfg.DataDir, "gitrepo"), a.log),
+	})
+	for {
+		err := a.registerNode(ctx)
+		if err == nil {
+			break
+		}
+		a.log.Warn("register node", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	a.node = reconciler.NewNode(reconciler.Config{
+		NodeName: a.cfg.Name, NodeIP: a.nodeIP(), Runtime: a.runtime, Store: a.store,
+		Volumes: a.volumes, Recorder: a.events, Network: a.cfg.Network, Log: a.log,
+	})
+	if err := a.node.Start(ctx); err != nil {
+		a.setNotReady("node loop: " + err.Error())
+		return err
+	}
+	close(a.ready)
+	a.log.Info("node ready", "node", a.cfg.Name)
+	return nil
+}
+
+// Stop shuts down in reverse order. Pods keep running: a restarted agent adopts them.
+func (a *Agent) Stop() error {
+	select {
+	case <-a.stopped:
+		return nil
+	default:
+	}
+	close(a.stopped)
+	if a.cancel != nil {
+		a.cancel()
+	}
+	var errs []error
+	if a.node != nil {
+		errs = append(errs, a.node.Stop())
+	}
+	if a.api != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = a.api.Shutdown(ctx)
+		cancel()
+	}
+	a.wg.Wait()
+	if a.leader != nil {
+		a.leader.stop()
+	}
+	if a.raft != nil {
+		errs = append(errs, a.raft.close())
+	}
+	a.log.Info("agent stopped", "node", a.cfg.Name)
+	return errors.Join(errs...)
+}
+
+// APIAddr is the address the API listens on (useful with port 0 in tests).
+func (a *Agent) APIAddr() string { return a.apiLn.Addr().String() }
+
+// State returns the current state snapshot.
+func (a *Agent) State() *state.State { return a.feed.State() }
+
+// Ready is closed once the node loop runs.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+var notReadyMu sync.Mutex
+
+func (a *Agent) setNotReady(reason string) {
+	notReadyMu.Lock()
+	defer notReadyMu.Unlock()
+	a.notReadyReason = reason
+}
+
+func (a *Agent) notReady() string {
+	select {
+	case <-a.ready:
+		return ""
+	default:
+	}
+	notReadyMu.Lock()
+	defer notReadyMu.Unlock()
+	if a.notReadyReason != "" {
+		return a.notReadyReason
+	}
+	if id, _ := a.store.Leader(); id == "" {
+		return "no raft leader yet"
+	}
+	return "catching up with the cluster state"
+}
+
+// webhookSecret reads the shared webhook secret, if configured.
+func (a *Agent) webhookSecret() []byte {
+	if a.cfg.WebhookSecretFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(a.cfg.WebhookSecretFile)
+	if err != nil {
+		a.log.Error("webhook secret unreadable: webhooks will be refused", "file", a.cfg.WebhookSecretFile, "err", err)
+		return []byte{0} // a secret no sender can match
+	}
+	return trimNewline(b)
+}
+
+func trimNewline(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func (a *Agent) nodeIP() string {
+	host, _, _ := net.SplitHostPort(a.cfg.RaftAdvertise())
+	return host
+}
+
+// registerNode puts this node's Node object into the state when it changed (labels,
+// capacity, addresses), keeping what operators set (cordon).
+func (a *Agent) registerNode(ctx context.Context) error {
+	want := a.nodeObject()
+	if cur, ok := a.store.State().Cluster.Get(state.Key{Kind: "Node", Name: a.cfg.Name}); ok {
+		old := cur.(*corev1.Node)
+		want.Spec.Unschedulable = old.Spec.Unschedulable
+		want.Spec.Taints = old.Spec.Taints
+		if equality.Semantic.DeepEqual(old.Labels, want.Labels) && equality.Semantic.DeepEqual(old.Annotations, want.Annotations) &&
+			equality.Semantic.DeepEqual(old.Status, want.Status) {
+			return nil
+		}
+		want.UID = old.UID
+	}
+	return a.store.Apply(ctx, &state.Command{Put: state.Wrap[manifest.Object](want)})
+}
+
+func (a *Agent) nodeObject() *corev1.Node {
+	mem := memTotal()
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU:    *resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI),
+		corev1.ResourceMemory: *resource.NewQuantity(mem, resource.BinarySI),
+		corev1.ResourcePods:   *resource.NewQuantity(110, resource.DecimalSI),
+	}
+	return &corev1.Node{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Node"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: a.cfg.Name,
+			Labels: map[string]string{
+				"kubernetes.io/hostname": a.cfg.Name,
+				"kubernetes.io/arch":     runtime.GOARCH,
+				"kubernetes.io/os":       runtime.GOOS,
+			},
+			Annotations: map[string]string{
+				AnnotationAPI:  a.cfg.APIAdvertise(),
+				AnnotationRaft: a.cfg.RaftAdvertise(),
+			},
+		},
+		Status: corev1.NodeStatus{
+			Capacity:    capacity,
+			Allocatable: capacity,
+			Addresses: []corev1.NodeAddress{
+				{Type: corev1.NodeInternalIP, Address: a.nodeIP()},
+				{Type: corev1.NodeHostName, Address: a.cfg.Name},
+			},
+			NodeInfo: corev1.NodeSystemInfo{
+				Architecture: runtime.GOARCH, OperatingSystem: runtime.GOOS,
+				KubeletVersion: "skiff/" + a.version, ContainerRuntimeVersion: "podman",
+			},
+		},
+	}
+}
+
+// memTotal reads the machine's memory from /proc/meminfo (bytes; 1 GiB if unreadable).
+func memTotal() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 1 << 30
+	}
+	var kb int64
+	if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err != nil || kb == 0 {
+		return 1 << 30
+	}
+	return kb * 1024
+}
+
+func (a *Agent) withStatus(s *state.State, now time.Time, o manifest.Object) manifest.Object {
+	return controller.WithStatus(s, now, o)
+}

@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skiffhq/skiff/agent"
+)
+
+// agentFlags binds every agent flag to a Config field; a flag given on the command line
+// wins over the config file, which wins over the defaults.
+func agentFlags(fs *pflag.FlagSet, c *agent.Config) {
+	d := agent.Default()
+	fs.StringVar(&c.Name, "name", d.Name, "node name, unique in the cluster")
+	fs.StringVar(&c.DataDir, "data-dir", d.DataDir, "directory for the Raft log, git worktrees and pod volumes")
+	fs.StringVar(&c.Repo, "repo", "", "git repository to sync: URL (file://, git://, http(s)://, ssh://) or local path (required)")
+	fs.StringVar(&c.Ref, "ref", "", "branch, tag or commit to sync (default: the remote's default branch)")
+	fs.StringVar(&c.Path, "path", d.Path, "directory of manifests in the repository")
+	fs.DurationVar(&c.Poll.Duration, "poll", d.Poll.Duration, "how often to fetch (webhooks fetch at once)")
+	fs.IntVar(&c.Depth, "depth", 0, "shallow fetch depth (0: full history)")
+	fs.StringVar(&c.GitSSHKeyFile, "git-ssh-key-file", "", "ssh private key for ssh:// repositories")
+	fs.StringVar(&c.GitKnownHostsFile, "git-known-hosts-file", "", "known_hosts for ssh:// repositories")
+	fs.StringVar(&c.GitUsername, "git-username", "", "https basic auth user")
+	fs.StringVar(&c.GitPasswordFile, "git-password-file", "", "file holding the https basic auth password")
+	fs.StringVar(&c.GitTokenFile, "git-token-file", "", "file holding an https access token")
+	fs.StringVar(&c.WebhookSecretFile, "webhook-secret-file", "", "file holding the shared secret of POST /hooks/git (HMAC or token)")
+	fs.StringVar(&c.Podman, "podman", d.Podman, "Podman API socket")
+	fs.StringVar(&c.Network, "network", "", "Podman network for pods (default: podman's default bridge)")
+	fs.StringSliceVar(&c.HostPathAllow, "host-path-allow", nil, "path prefix hostPath volumes may use (repeatable; default: none)")
+	fs.StringVar(&c.API, "api", d.API, "HTTP API listen address")
+	fs.StringVar(&c.Raft, "raft", d.Raft, "Raft peer listen address")
+	fs.StringVar(&c.Advertise, "advertise", "", "address other nodes use to reach this one (default: the --raft host)")
+	fs.StringVar(&c.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
+}
+
+func newAgentCmd() *cobra.Command {
+	var (
+		flagCfg    agent.Config
+		configFile string
+	)
+	cmd := &cobra.Command{
+		Use:   "agent --repo URL [flags]",
+		Short: "Run a skiff node",
+		Long: `Run a skiff node: it forms (or is) a Raft group, syncs the manifests in git, runs the
+pods placed on it with Podman and serves the HTTP API.`,
+		Example: `  skiff agent --name pi1 --repo https://git.lan/shop/deploy.git --path prod
+  skiff agent --config /etc/skiff/agent.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := agent.Default()
+			if configFile != "" {
+				if err := cfg.LoadFile(configFile); err != nil {
+					return err
+				}
+			}
+			applyChanged(cmd.Flags(), &cfg, &flagCfg) // flags given on the command line override the file
+
+			log := newLogger(cfg.LogLevel)
+			a, err := agent.New(cfg, log)
+			if err != nil {
+				return fmt.Errorf("invalid configuration:\n%w", err)
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	agentFlags(cmd.Flags(), &flagCfg)
+	cmd.Flags().StringVar(&configFile, "config", "", "YAML config file (keys: name, dataDir, repo, ref, path, poll, ...); flags override it")
+	return cmd
+}
+
+// applyChanged copies the fields whose flags were set from overlay into cfg.
+func applyChanged(fs *pflag.FlagSet, cfg, o *agent.Config) {
+	set := map[string]func(){
+		"name": func() { cfg.Name = o.Name }, "data-dir": func() { cfg.DataDir = o.DataDir },
+		"repo": func() { cfg.Repo = o.Repo }, "ref": func() { cfg.Ref = o.Ref }, "path": func() { cfg.Path = o.Path },
+		"poll":                 func() { cfg.Poll = metav1.Duration{Duration: o.Poll.Duration} },
+		"depth":                func() { cfg.Depth = o.Depth },
+		"git-ssh-key-file":     func() { cfg.GitSSHKeyFile = o.GitSSHKeyFile },
+		"git-known-hosts-file": func() { cfg.GitKnownHostsFile = o.GitKnownHostsFile },
+		"git-username":         func() { cfg.GitUsername = o.GitUsername },
+		"git-password-file":    func() { cfg.GitPasswordFile = o.GitPasswordFile },
+		"git-token-file":       func() { cfg.GitTokenFile = o.GitTokenFile },
+		"webhook-secret-file":  func() { cfg.WebhookSecretFile = o.WebhookSecretFile },
+		"podman":               func() { cfg.Podman = o.Podman }, "network": func() { cfg.Network = o.Network },
+		"host-path-allow": func() { cfg.HostPathAllow = o.HostPathAllow },
+		"api":             func() { cfg.API = o.API }, "raft": func() { cfg.Raft = o.Raft },
+		"advertise": func() { cfg.Advertise = o.Advertise }, "log-level": func() { cfg.LogLevel = o.LogLevel },
+	}
+	fs.Visit(func(f *pflag.Flag) {
+		if fn, ok := set[f.Name]; ok {
+			fn()
+		}
+	})
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			a.Value = slog.StringValue(a.Value.Time().Format(time.TimeOnly + ".000"))
+		}
+		return a
+	}}))
+}
