@@ -57,13 +57,13 @@ type Agent struct {
 	health  *nodeHealth
 	metrics *metrics
 
-	api     *http.Server
-	apiLn   net.Listener
-	ready   chan struct{} // closed once the node loop runs
+	api            *http.Server
+	apiLn          net.Listener
+	ready          chan struct{} // closed once the node loop runs
 	notReadyReason string
-	stopped chan struct{}
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	stopped        chan struct{}
+	cancel         context.CancelFunc
+	wg             sync.WaitGroup
 }
 
 // New validates cfg and prepares an agent; Start runs it.

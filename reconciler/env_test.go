@@ -47,7 +47,7 @@ func TestExpand(t *testing.T) {
 func TestContainerEnv(t *testing.T) {
 	yes := true
 	lk := mapLookup{
-		cms: map[string]*corev1.ConfigMap{"default/cfg": {Data: map[string]string{"greeting": "hi", "MODE": "prod", "bad-key": "x"}}},
+		cms:     map[string]*corev1.ConfigMap{"default/cfg": {Data: map[string]string{"greeting": "hi", "MODE": "prod", "bad-key": "x"}}},
 		secrets: map[string]*corev1.Secret{"default/sec": {Data: map[string][]byte{"token": []byte("t0k")}}},
 	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "default", UID: "u1",
