@@ -18,7 +18,7 @@ const (
 // Problem is one thing wrong with a manifest, located as precisely as we can.
 type Problem struct {
 	File      string   `json:"file"`           // path relative to the synced directory
-	Doc       int      `json:"doc"`            // 1-based index of the YAML document in File
+	Doc       int      `json:"doc"`            // 1-based index of the YAML document in File; 0: the whole file
 	Line      int      `json:"line,omitempty"` // 1-based line of Field in File, 0 when unknown
 	Kind      string   `json:"kind,omitempty"` // object kind, when known
 	Namespace string   `json:"namespace,omitempty"`
@@ -78,11 +78,14 @@ func (ps Problems) Errors() Problems {
 }
 
 // SourceAnnotation records on every object parsed from git where it came from:
-// "path/to/file.yaml#2" (file and 1-based document index).
+// "path/to/file.yaml#2" (file and 1-based document index); an item of a List gets its
+// 1-based index after a dot: "path/to/list.yaml#2.3" is the third item of the List in the
+// second document.
 const SourceAnnotation = "skiff.io/source"
 
 // Result is everything parsed from one tree of manifests.
 type Result struct {
 	Objects  []Object // valid objects with defaults applied, in file then document order
-	Problems Problems // every error and unsupported field, in file then document order
+	Problems Problems // every error and unsupported field, in file, document, line order
+	Files    []string // the manifest files found, in the order they were read
 }
