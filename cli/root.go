@@ -29,6 +29,6 @@ func Root() *cobra.Command {
 		addServerFlag(c)
 		root.AddCommand(c)
 	}
-	root.AddCommand(newAgentCmd(), newDemoCmd())
+	root.AddCommand(newAgentCmd(), newDemoCmd(), newCheckCmd())
 	return root
 }

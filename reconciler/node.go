@@ -48,6 +48,9 @@ type Config struct {
 	ServiceEnv func(*corev1.Pod) []corev1.EnvVar
 	// Resync is how often the runtime is listed even without events (default 10s).
 	Resync time.Duration
+	// BackoffInitial and BackoffMax bound the crash-loop and image-pull back-off
+	// (defaults: the kubelet's 10 s and 5 min).
+	BackoffInitial, BackoffMax time.Duration
 	// OrphanGrace is the stop grace for skiff pods found running that no longer exist in
 	// the cluster state (their spec, and so their own grace period, is gone).
 	OrphanGrace time.Duration
@@ -73,6 +76,12 @@ type Node struct {
 func NewNode(cfg Config) *Node {
 	if cfg.Resync == 0 {
 		cfg.Resync = 10 * time.Second
+	}
+	if cfg.BackoffInitial == 0 {
+		cfg.BackoffInitial = backoffInitial
+	}
+	if cfg.BackoffMax == 0 {
+		cfg.BackoffMax = backoffMax
 	}
 	if cfg.OrphanGrace == 0 {
 		cfg.OrphanGrace = 10 * time.Second

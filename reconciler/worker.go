@@ -124,7 +124,7 @@ func (w *podWorker) adopt(rp *Pod) {
 			c.prev = &prev
 		}
 		for i := 0; i < cur.Attempt; i++ {
-			c.backoff = nextBackoff(c.backoff)
+			c.backoff = w.n.nextBackoff(c.backoff)
 		}
 	}
 }
@@ -313,7 +313,7 @@ func (w *podWorker) step(ctx context.Context, pod *corev1.Pod, lk Lookup, c *ctr
 				}
 				return 100 * time.Millisecond
 			}
-			if c.cur.StartedAt.IsZero() || now.Sub(c.cur.StartedAt) > backoffReset {
+			if !c.cur.StartedAt.IsZero() && now.Sub(c.cur.StartedAt) > backoffReset {
 				c.backoff = 0
 			}
 			return 0
@@ -341,7 +341,7 @@ func (w *podWorker) step(ctx context.Context, pod *corev1.Pod, lk Lookup, c *ctr
 				}
 				c.retryAt = from.Add(c.backoff)
 				c.delay = c.backoff
-				c.backoff = nextBackoff(c.backoff)
+				c.backoff = w.n.nextBackoff(c.backoff)
 			}
 			if now.Before(c.retryAt) {
 				c.waiting = "CrashLoopBackOff"
@@ -354,11 +354,11 @@ func (w *podWorker) step(ctx context.Context, pod *corev1.Pod, lk Lookup, c *ctr
 	return w.start(ctx, pod, lk, c, now)
 }
 
-func nextBackoff(b time.Duration) time.Duration {
+func (n *Node) nextBackoff(b time.Duration) time.Duration {
 	if b == 0 {
-		return backoffInitial
+		return n.cfg.BackoffInitial
 	}
-	return min(b*2, backoffMax)
+	return min(b*2, n.cfg.BackoffMax)
 }
 
 // start creates and starts the next attempt of a container.
@@ -430,7 +430,7 @@ func (w *podWorker) pull(ctx context.Context, pod *corev1.Pod, c *ctr, now time.
 		}
 		c.waiting, c.waitMsg = reason, err.Error()
 		w.warn(pod, "Failed", "Failed to pull image %q: %v", c.spec.Image, err)
-		c.pullBackoff = nextBackoff(c.pullBackoff)
+		c.pullBackoff = w.n.nextBackoff(c.pullBackoff)
 		c.pullRetryAt = now.Add(c.pullBackoff)
 		return false
 	}

@@ -153,6 +153,7 @@ func (p *planner) podFromTemplate(src replicaSource) *corev1.Pod {
 		Spec:   *t.Spec.DeepCopy(),
 		Status: corev1.PodStatus{Phase: corev1.PodPending},
 	}
+	manifest.SetDefaults(pod) // pod-only defaults the template did not get (enableServiceLinks, ...)
 	pin(pod)
 	return pod
 }
