@@ -7,13 +7,13 @@ import (
 	"net"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	nettypes "github.com/containers/common/libnetwork/types"
 	"github.com/containers/podman/v4/pkg/bindings/containers"
 	"github.com/containers/podman/v4/pkg/bindings/pods"
 	"github.com/containers/podman/v4/pkg/domain/entities"
+	"github.com/containers/podman/v4/pkg/errorhandling"
 	"github.com/containers/podman/v4/pkg/specgen"
 
 	"github.com/skiffhq/skiff/reconciler"
@@ -21,74 +21,101 @@ import (
 
 var managedFilter = map[string][]string{"label": {reconciler.LabelManaged + "=true"}}
 
-// Pods lists every skiff pod with its containers: one pod list and one container list per
-// call, plus an inspect for a pod whose infra container (re)started and for a container
-// whose state changed since the last call.
+// Pods lists every skiff pod with its containers. It costs one container list per call
+// (the infra containers carry their pod's labels, so they stand for the pods: Podman's pod
+// list is the slower call by far), plus an inspect for a pod whose infra container
+// (re)started and for a container whose state changed since the last call.
 func (r *Runtime) Pods(ctx context.Context) ([]reconciler.Pod, error) {
-	return r.listPods(ctx, managedFilter)
+	return r.listPods(ctx, nil)
 }
 
-func (r *Runtime) listPods(ctx context.Context, filters map[string][]string) ([]reconciler.Pod, error) {
+// sandbox is a pod as one of the two lists describes it.
+type sandbox struct {
+	id, infraID  string
+	infraStarted int64
+	labels       map[string]string
+	created      time.Time
+	running      bool
+}
+
+// listPods lists skiff pods (those matching podFilter when it is set, through Podman's pod
+// list) with their containers.
+func (r *Runtime) listPods(ctx context.Context, podFilter map[string][]string) ([]reconciler.Pod, error) {
 	c := r.ctx(ctx)
-	// The two lists run concurrently: each costs the service a walk of its database.
-	var (
-		ctrs    []entities.ListContainer
-		ctrsErr error
-		wg      sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		ctrs, ctrsErr = containers.List(c, new(containers.ListOptions).WithAll(true).WithFilters(managedFilter))
-	}()
-	reports, err := pods.List(c, new(pods.ListOptions).WithFilters(filters))
-	wg.Wait()
+	ctrs, err := containers.List(c, new(containers.ListOptions).WithAll(true).WithFilters(managedFilter))
 	if err != nil {
-		return nil, fmt.Errorf("list pods: %w", err)
-	}
-	if ctrsErr != nil {
-		return nil, fmt.Errorf("list containers: %w", ctrsErr)
-	}
-	if len(reports) == 0 {
-		return nil, nil
+		return nil, fmt.Errorf("list containers: %w", err)
 	}
 	byPod := map[string][]entities.ListContainer{}
+	infra := map[string]sandbox{}
 	for _, lc := range ctrs {
-		// The infra container carries the pod's labels too; it is the sandbox, not a container.
-		if isManaged(lc.Labels) && lc.Pod != "" && !lc.IsInfra {
-			byPod[lc.Pod] = append(byPod[lc.Pod], lc)
+		if !isManaged(lc.Labels) || lc.Pod == "" {
+			continue
+		}
+		if lc.IsInfra {
+			infra[lc.Pod] = sandbox{id: lc.Pod, infraID: lc.ID, infraStarted: lc.StartedAt, labels: lc.Labels,
+				created: lc.Created, running: lc.State == "running"}
+			continue
+		}
+		byPod[lc.Pod] = append(byPod[lc.Pod], lc)
+	}
+	complete := !r.infraUnlabelled()
+	for podID := range byPod {
+		if _, ok := infra[podID]; !ok {
+			complete = false // an infra container without labels: ask for the pods
 		}
 	}
-	out := make([]reconciler.Pod, 0, len(reports))
-	for _, pr := range reports {
-		if !isManaged(pr.Labels) {
+	var boxes []sandbox
+	if podFilter == nil && complete {
+		for _, b := range infra {
+			boxes = append(boxes, b)
+		}
+	} else {
+		if podFilter == nil {
+			podFilter = managedFilter
+		}
+		reports, err := pods.List(c, new(pods.ListOptions).WithFilters(podFilter))
+		if err != nil {
+			return nil, fmt.Errorf("list pods: %w", err)
+		}
+		for _, pr := range reports {
+			b := sandbox{id: pr.Id, infraID: pr.InfraId, labels: pr.Labels, created: pr.Created}
+			for _, pc := range pr.Containers {
+				b.running = b.running || pc.Id == pr.InfraId && pc.Status == "running"
+			}
+			if in, ok := infra[pr.Id]; ok {
+				b.infraStarted = in.infraStarted
+			}
+			boxes = append(boxes, b)
+		}
+	}
+
+	out := make([]reconciler.Pod, 0, len(boxes))
+	for _, b := range boxes {
+		if !isManaged(b.labels) {
 			continue
 		}
 		p := reconciler.Pod{
-			ID:        pr.Id,
-			UID:       pr.Labels[reconciler.LabelPodUID],
-			Namespace: pr.Labels[reconciler.LabelNamespace],
-			Name:      pr.Labels[reconciler.LabelPodName],
-			Node:      pr.Labels[reconciler.LabelNode],
-			Created:   pr.Created,
+			ID:        b.id,
+			UID:       b.labels[reconciler.LabelPodUID],
+			Namespace: b.labels[reconciler.LabelNamespace],
+			Name:      b.labels[reconciler.LabelPodName],
+			Node:      b.labels[reconciler.LabelNode],
+			Created:   b.created,
+			Running:   b.running,
 		}
-		for _, pc := range pr.Containers {
-			if pc.Id == pr.InfraId {
-				p.Running = pc.Status == "running"
-			}
-		}
-		r.markManaged(pr.Id)
-		r.rememberPodMeta(pr.Id, pr.Labels)
+		r.markManaged(b.id)
+		r.rememberPodMeta(b.id, b.labels)
 		if p.Running {
-			ip, err := r.podIP(c, pr.Id, pr.InfraId)
+			ip, err := r.podIP(c, b)
 			if err != nil && !isNotFound(err) {
 				return nil, err
 			}
 			p.IP = ip
 		} else {
-			r.dropPodIP(pr.Id)
+			r.dropPodIP(b.id)
 		}
-		for _, lc := range byPod[pr.Id] {
+		for _, lc := range byPod[b.id] {
 			ctr, err := r.fromList(c, lc)
 			if isNotFound(err) {
 				continue // removed since the list
@@ -105,18 +132,32 @@ func (r *Runtime) listPods(ctx context.Context, filters map[string][]string) ([]
 	return out, nil
 }
 
-// podIP returns the infra container's address, inspecting it only when the infra
-// container is not the one cached.
-func (r *Runtime) podIP(ctx context.Context, podID, infraID string) (string, error) {
+func (r *Runtime) infraUnlabelled() bool {
 	r.mu.Lock()
-	cached, ok := r.podIPs[podID]
+	defer r.mu.Unlock()
+	return r.unlabelledInfra
+}
+
+// podIP returns the infra container's address, inspecting it only when the infra
+// container is not the one cached or restarted since.
+func (r *Runtime) podIP(ctx context.Context, b sandbox) (string, error) {
+	key := fmt.Sprintf("%s/%d", b.infraID, b.infraStarted)
+	r.mu.Lock()
+	cached, ok := r.podIPs[b.id]
 	r.mu.Unlock()
-	if ok && cached.infraID == infraID {
+	if ok && cached.key == key {
 		return cached.ip, nil
 	}
-	data, err := containers.Inspect(ctx, infraID, nil)
+	data, err := containers.Inspect(ctx, b.infraID, nil)
 	if err != nil {
-		return "", fmt.Errorf("inspect infra container of pod %s: %w", podID, err)
+		return "", fmt.Errorf("inspect infra container of pod %s: %w", b.id, err)
+	}
+	if data.Config != nil && !isManaged(data.Config.Labels) {
+		// This Podman does not give the infra container its pod's labels: from now on
+		// Pods() asks for the pod list too.
+		r.mu.Lock()
+		r.unlabelledInfra = true
+		r.mu.Unlock()
 	}
 	ip := ""
 	if ns := data.NetworkSettings; ns != nil {
@@ -138,7 +179,7 @@ func (r *Runtime) podIP(ctx context.Context, podID, infraID string) (string, err
 	hostNet := data.HostConfig != nil && data.HostConfig.NetworkMode == "host"
 	if ip != "" || hostNet {
 		r.mu.Lock()
-		r.podIPs[podID] = podIP{infraID: infraID, ip: ip}
+		r.podIPs[b.id] = podIP{key: key, ip: ip}
 		r.mu.Unlock()
 	}
 	return ip, nil
@@ -195,18 +236,63 @@ func (r *Runtime) CreatePod(ctx context.Context, cfg reconciler.PodConfig) (reco
 	}
 	r.markManaged(rep.Id)
 	if _, err := pods.Start(c, rep.Id, nil); err != nil {
-		return reconciler.Pod{}, fmt.Errorf("start pod %s/%s: %w", cfg.Namespace, cfg.Name, err)
+		// Leave nothing half-made behind (a port in use, say): the next attempt starts over.
+		_, _ = pods.Remove(c, rep.Id, new(pods.RemoveOptions).WithForce(true))
+		r.forget(rep.Id)
+		return reconciler.Pod{}, fmt.Errorf("start pod %s/%s: %w", cfg.Namespace, cfg.Name, startError(err))
 	}
-	p, ok, err := r.existingPod(ctx, cfg.UID)
-	if err == nil && !ok {
-		err = fmt.Errorf("pod %s/%s vanished after creation: %w", cfg.Namespace, cfg.Name, reconciler.ErrNotFound)
+	return r.newPod(c, rep.Id)
+}
+
+// newPod describes a sandbox just created (it has no containers yet) from one pod
+// inspect and one infra inspect, cheaper than the lists.
+func (r *Runtime) newPod(ctx context.Context, id string) (reconciler.Pod, error) {
+	rep, err := pods.Inspect(ctx, id, nil)
+	if err != nil {
+		return reconciler.Pod{}, notFound("inspect new pod", id, err)
 	}
-	return p, err
+	b := sandbox{id: rep.ID, infraID: rep.InfraContainerID, labels: rep.Labels, created: rep.Created}
+	for _, ctr := range rep.Containers {
+		b.running = b.running || ctr.ID == rep.InfraContainerID && ctr.State == "running"
+	}
+	p := reconciler.Pod{
+		ID:        b.id,
+		UID:       b.labels[reconciler.LabelPodUID],
+		Namespace: b.labels[reconciler.LabelNamespace],
+		Name:      b.labels[reconciler.LabelPodName],
+		Node:      b.labels[reconciler.LabelNode],
+		Created:   b.created,
+		Running:   b.running,
+	}
+	r.rememberPodMeta(b.id, b.labels)
+	if p.Running {
+		if p.IP, err = r.podIP(ctx, b); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+// startError makes a pod start failure readable: Podman reports it as a conflict model
+// with one error per container.
+func startError(err error) error {
+	var pc *errorhandling.PodConflictErrorModel
+	if errors.As(err, &pc) && len(pc.Errs) > 0 {
+		return errors.New(strings.Join(pc.Errs, "; "))
+	}
+	return err
 }
 
 // existingPod finds the sandbox with this UID and makes sure its infra container runs.
 func (r *Runtime) existingPod(ctx context.Context, uid string) (reconciler.Pod, bool, error) {
 	filter := map[string][]string{"label": {reconciler.LabelManaged + "=true", reconciler.LabelPodUID + "=" + uid}}
+	// The pod list alone first: the common case is that there is none.
+	if reports, err := pods.List(r.ctx(ctx), new(pods.ListOptions).WithFilters(filter)); err != nil || len(reports) == 0 {
+		if err != nil {
+			err = fmt.Errorf("list pods: %w", err)
+		}
+		return reconciler.Pod{}, false, err
+	}
 	ps, err := r.listPods(ctx, filter)
 	if err != nil || len(ps) == 0 {
 		return reconciler.Pod{}, false, err
@@ -309,10 +395,12 @@ func (r *Runtime) RemovePod(ctx context.Context, id string, grace time.Duration)
 	if !isManaged(rep.Labels) {
 		return fmt.Errorf("remove pod %s (%s): %w", rep.Name, id, ErrNotManaged)
 	}
-	if _, err := pods.Stop(c, id, new(pods.StopOptions).WithTimeout(int(seconds(grace)))); err != nil && !isNotFound(err) {
-		return fmt.Errorf("stop pod %s: %w", rep.Name, err)
-	}
+	// A stop that fails for one container is not fatal: the forced remove kills it.
+	_, stopErr := pods.Stop(c, id, new(pods.StopOptions).WithTimeout(int(seconds(grace))))
 	if _, err := pods.Remove(c, id, new(pods.RemoveOptions).WithForce(true)); err != nil && !isNotFound(err) {
+		if stopErr != nil {
+			err = fmt.Errorf("%w (stopping first: %v)", err, startError(stopErr))
+		}
 		return fmt.Errorf("remove pod %s: %w", rep.Name, err)
 	}
 	ids := []string{id}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -193,6 +194,35 @@ func TestCreatePodIdempotent(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("Pods() has %d sandboxes for UID %s; want 1", n, cfg.UID)
+	}
+}
+
+// TestCreatePodPortInUse: a hostPort the node already uses fails CreatePod with the
+// reason, and leaves no sandbox behind.
+func TestCreatePodPortInUse(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	l, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := uint16(l.Addr().(*net.TCPAddr).Port)
+	cfg := reconciler.PodConfig{UID: randHex(16), Namespace: "test", Name: "busy", Node: node,
+		Ports: []reconciler.PortMapping{{HostPort: port, ContainerPort: 8080, Protocol: "tcp"}}}
+	p, err := e.rt.CreatePod(e.ctx, cfg)
+	if err == nil {
+		_ = e.rt.RemovePod(e.ctx, p.ID, 0)
+		t.Fatalf("CreatePod with hostPort %d in use succeeded; want an error", port)
+	}
+	if !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("CreatePod error = %q; want the reason (address already in use)", err)
+	}
+	for _, q := range pods(t, e) {
+		if q.UID == cfg.UID {
+			t.Errorf("a sandbox for %s was left behind: %+v", cfg.UID, q)
+			_ = e.rt.RemovePod(e.ctx, q.ID, 0)
+		}
 	}
 }
 

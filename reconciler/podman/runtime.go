@@ -45,12 +45,16 @@ type Runtime struct {
 	details map[string]containerDetails  // by container ID: from inspect, per list state
 	managed map[string]bool              // container and pod IDs known to be skiff's
 	podMeta map[string]map[string]string // pod ID → its skiff labels, for CreateContainer
+	// unlabelledInfra: this Podman does not copy pod labels to infra containers, so
+	// Pods() needs Podman's pod list (set on the first such infra container seen).
+	unlabelledInfra bool
 }
 
-// podIP caches the address of a pod's infra container, valid while it keeps running.
+// podIP caches the address of a pod's infra container, valid while the same infra
+// container keeps running (key: its ID and start time).
 type podIP struct {
-	infraID string
-	ip      string
+	key string
+	ip  string
 }
 
 // containerDetails caches what only an inspect tells (OOMKilled, the runtime error,
