@@ -38,6 +38,19 @@ type sandbox struct {
 	running      bool
 }
 
+// pod is the sandbox as the reconciler sees it, without IP and containers.
+func (b sandbox) pod() reconciler.Pod {
+	return reconciler.Pod{
+		ID:        b.id,
+		UID:       b.labels[reconciler.LabelPodUID],
+		Namespace: b.labels[reconciler.LabelNamespace],
+		Name:      b.labels[reconciler.LabelPodName],
+		Node:      b.labels[reconciler.LabelNode],
+		Created:   b.created,
+		Running:   b.running,
+	}
+}
+
 // listPods lists skiff pods (those matching podFilter when it is set, through Podman's pod
 // list) with their containers.
 func (r *Runtime) listPods(ctx context.Context, podFilter map[string][]string) ([]reconciler.Pod, error) {
@@ -95,15 +108,7 @@ func (r *Runtime) listPods(ctx context.Context, podFilter map[string][]string) (
 		if !isManaged(b.labels) {
 			continue
 		}
-		p := reconciler.Pod{
-			ID:        b.id,
-			UID:       b.labels[reconciler.LabelPodUID],
-			Namespace: b.labels[reconciler.LabelNamespace],
-			Name:      b.labels[reconciler.LabelPodName],
-			Node:      b.labels[reconciler.LabelNode],
-			Created:   b.created,
-			Running:   b.running,
-		}
+		p := b.pod()
 		r.markManaged(b.id)
 		r.rememberPodMeta(b.id, b.labels)
 		if p.Running {
@@ -255,15 +260,7 @@ func (r *Runtime) newPod(ctx context.Context, id string) (reconciler.Pod, error)
 	for _, ctr := range rep.Containers {
 		b.running = b.running || ctr.ID == rep.InfraContainerID && ctr.State == "running"
 	}
-	p := reconciler.Pod{
-		ID:        b.id,
-		UID:       b.labels[reconciler.LabelPodUID],
-		Namespace: b.labels[reconciler.LabelNamespace],
-		Name:      b.labels[reconciler.LabelPodName],
-		Node:      b.labels[reconciler.LabelNode],
-		Created:   b.created,
-		Running:   b.running,
-	}
+	p := b.pod()
 	r.rememberPodMeta(b.id, b.labels)
 	if p.Running {
 		if p.IP, err = r.podIP(ctx, b); err != nil {
