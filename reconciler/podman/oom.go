@@ -23,6 +23,7 @@ type oomWatcher struct {
 	f    *os.File
 	mu   sync.Mutex
 	seen map[string]time.Time // container ID → when its cgroup hit the OOM killer
+	subs map[chan string]bool // Events subscribers: IDs of containers hit from now on
 }
 
 var memcgID = regexp.MustCompile(`(?:oom_memcg|task_memcg)=[^,]*libpod-([0-9a-f]{64})`)
@@ -34,7 +35,7 @@ func startOOMWatcher() *oomWatcher {
 	if err != nil {
 		return nil
 	}
-	w := &oomWatcher{f: f, seen: map[string]time.Time{}}
+	w := &oomWatcher{f: f, seen: map[string]time.Time{}, subs: map[chan string]bool{}}
 	go w.run()
 	return w
 }
@@ -73,8 +74,31 @@ func (w *oomWatcher) parse(rec string, now time.Time, mono time.Duration) {
 		}
 	}
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.seen[m[1]] = at
+	for ch := range w.subs {
+		select {
+		case ch <- m[1]:
+		default: // a slow subscriber misses it; the died event and OOMKilled still come
+		}
+	}
+}
+
+// subscribe returns a channel of container IDs the OOM killer hits from now on (nil
+// when there is no watcher) and a function that ends the subscription.
+func (w *oomWatcher) subscribe() (<-chan string, func()) {
+	if w == nil {
+		return nil, func() {}
+	}
+	ch := make(chan string, 16)
+	w.mu.Lock()
+	w.subs[ch] = true
 	w.mu.Unlock()
+	return ch, func() {
+		w.mu.Lock()
+		delete(w.subs, ch)
+		w.mu.Unlock()
+	}
 }
 
 // killed reports whether the container's cgroup hit the OOM killer since it started.

@@ -150,7 +150,7 @@ func isNotFound(err error) bool {
 // notFound wraps a 404 from the API as reconciler.ErrNotFound.
 func notFound(what, id string, err error) error {
 	if isNotFound(err) {
-		return fmt.Errorf("%s %s: %w", what, id, reconciler.ErrNotFound)
+		return fmt.Errorf("%s %s: %w: %v", what, id, reconciler.ErrNotFound, err)
 	}
 	return fmt.Errorf("%s %s: %w", what, id, err)
 }

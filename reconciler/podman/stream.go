@@ -268,20 +268,51 @@ func (r *Runtime) Events(ctx context.Context) (<-chan reconciler.Event, error) {
 		return nil, fmt.Errorf("events: %w", resp.Process(nil))
 	}
 	out := make(chan reconciler.Event, 64)
-	go func() {
-		defer close(out)
-		defer resp.Body.Close()
-		stop := context.AfterFunc(ctx, func() { resp.Body.Close() })
-		defer stop()
+	raw := make(chan dockerEvents.Message, 64)
+	go func() { // the decoder: ends when the stream breaks or ctx closes the body
+		defer close(raw)
 		dec := json.NewDecoder(resp.Body)
 		for {
 			var e entities.Event
 			if err := dec.Decode(&e); err != nil {
 				return
 			}
-			ev, ok := toEvent(e.Message)
-			if !ok {
-				continue
+			select {
+			case raw <- e.Message:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	// Podman's own oom event needs conmon to catch the cgroup notification; the kernel
+	// log always has it (see oomWatcher).
+	ooms, unsubscribe := r.oom.subscribe()
+	go func() {
+		defer close(out)
+		defer resp.Body.Close()
+		defer unsubscribe()
+		stop := context.AfterFunc(ctx, func() { resp.Body.Close() })
+		defer stop()
+		for {
+			var ev reconciler.Event
+			select {
+			case m, ok := <-raw:
+				if !ok {
+					return
+				}
+				var keep bool
+				if ev, keep = toEvent(m); !keep {
+					continue
+				}
+			case id := <-ooms:
+				data, err := containers.Inspect(c, id, nil)
+				if err != nil || data.Config == nil || !isManaged(data.Config.Labels) {
+					continue
+				}
+				ev = reconciler.Event{Kind: reconciler.EventOOM, ContainerID: data.ID,
+					PodUID: data.Config.Labels[reconciler.LabelPodUID], Time: time.Now()}
+			case <-ctx.Done():
+				return
 			}
 			select {
 			case out <- ev:
