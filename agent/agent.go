@@ -5,6 +5,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/skiffhq/skiff/gitsync"
 	"github.com/skiffhq/skiff/internal/version"
 	"github.com/skiffhq/skiff/manifest"
+	"github.com/skiffhq/skiff/pki"
 	"github.com/skiffhq/skiff/reconciler"
 	"github.com/skiffhq/skiff/reconciler/controller"
 	"github.com/skiffhq/skiff/reconciler/podman"
@@ -54,6 +56,7 @@ type Agent struct {
 	leader  *leaderLoop
 	hook    http.Handler
 	peers   *peers
+	cluster *cluster
 	health  *nodeHealth
 	metrics *metrics
 
@@ -76,7 +79,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: log, version: version.Version, feed: state.NewFeed(nil),
 		events: events.NewRing(1000, cfg.Name), ready: make(chan struct{}), stopped: make(chan struct{})}
-	a.health = newNodeHealth(cfg.Name)
+	a.health = newNodeHealth(cfg.Name, cfg.NodeGrace.Duration)
 	a.peers = newPeers(a)
 	a.metrics = newMetrics(a)
 	return a, nil
@@ -100,18 +103,35 @@ func (a *Agent) Start(ctx context.Context) error {
 			return fmt.Errorf("data dir: %w", err)
 		}
 	}
-	stream, err := listenTCP(a.cfg.Raft, a.cfg.RaftAdvertise())
+	bootstrapped, err := a.setupCluster(ctx)
 	if err != nil {
 		return err
 	}
-	a.raft, err = openRaft(a.cfg.DataDir, a.cfg.Name, NewFSM(a.feed), stream, a.log)
+	a.peers.useTLS(pki.ClientTLS(a.cluster.ca, a.cluster.kp))
+	stream, err := listenTLS(a.cfg.Raft, a.cfg.RaftAdvertise(),
+		pki.ServerTLS(a.cluster.ca, a.cluster.kp, true), pki.ClientTLS(a.cluster.ca, a.cluster.kp))
+	if err != nil {
+		return err
+	}
+	a.raft, err = openRaft(a.cfg.DataDir, a.cfg.Name, NewFSM(a.feed), stream, a.cfg.SnapshotThreshold, a.log)
 	if err != nil {
 		stream.Close()
 		return err
 	}
-	if err := a.raft.bootstrap(a.cfg.Name, a.cfg.RaftAdvertise()); err != nil {
+	hasState, err := a.raft.hasState(a.cfg.DataDir)
+	if err != nil {
 		a.raft.close()
 		return err
+	}
+	switch {
+	case bootstrapped || (a.cfg.Bootstrap && !hasState):
+		if err := a.raft.bootstrap(a.cfg.Name, a.cfg.RaftAdvertise()); err != nil {
+			a.raft.close()
+			return err
+		}
+	case !hasState && a.cfg.Join == "":
+		a.log.Warn("this node has cluster credentials but no Raft state: waiting for the leader to replicate it. " +
+			"If it was the only node, its state is gone: start it with --bootstrap to form a new cluster")
 	}
 	a.store = newStore(a.feed, a.raft.Raft, a.peers)
 	a.health.watch(a.raft.Raft)
@@ -123,11 +143,17 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.raft.close()
 		return fmt.Errorf("api listen %s: %w", a.cfg.API, err)
 	}
-	a.api = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
+	tlsCfg := pki.ServerTLS(a.cluster.ca, a.cluster.kp, false)
+	tlsCfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c := pki.ChainWithCA(a.cluster.kp(), a.cluster.ca) // joining nodes check the CA against their token
+		return &c, nil
+	}
+	a.api = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsCfg,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		if err := a.api.Serve(a.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := a.api.ServeTLS(a.apiLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("api", "err", err)
 		}
 	}()
@@ -151,20 +177,9 @@ func (a *Agent) Start(ctx context.Context) error {
 // startNode waits until this node's state has caught up with the cluster, registers the
 // node and starts the node loop.
 func (a *Agent) startNode(ctx context.Context) error {
-	if err := a.store.WaitCaughtUp(ctx); err != nil {
+	if err := a.waitCaughtUp(ctx); err != nil {
 		return err
 	}
-	rt, err := podman.New(ctx, a.cfg.Podman, a.cfg.Name)
-	if err != nil {
-		a.setNotReady(fmt.Sprintf("podman at %s: %v", a.cfg.Podman, err))
-		return err
-	}
-	a.runtime = rt
-	a.volumes = volume.NewManager(volume.Config{
-		Dir:           filepath.Join(a.cfg.DataDir, "pods"),
-		HostPathAllow: a.cfg.HostPathAllow,
-		GitRepos:      gitsync.NewRepoCache(filepath.Join(a.cfg.DataDir, "gitrepo"), a.log),
-	})
 	for {
 		err := a.registerNode(ctx)
 		if err == nil {
@@ -177,6 +192,17 @@ func (a *Agent) startNode(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
+	rt, err := podman.New(ctx, a.cfg.Podman, a.cfg.Name)
+	if err != nil {
+		a.setNotReady(fmt.Sprintf("podman at %s: %v", a.cfg.Podman, err))
+		return err
+	}
+	a.runtime = rt
+	a.volumes = volume.NewManager(volume.Config{
+		Dir:           filepath.Join(a.cfg.DataDir, "pods"),
+		HostPathAllow: a.cfg.HostPathAllow,
+		GitRepos:      gitsync.NewRepoCache(filepath.Join(a.cfg.DataDir, "gitrepo"), a.log),
+	})
 	a.node = reconciler.NewNode(reconciler.Config{
 		NodeName: a.cfg.Name, NodeIP: a.nodeIP(), Runtime: a.runtime, Store: a.store,
 		Volumes: a.volumes, Recorder: a.events, Network: a.cfg.Network, Log: a.log,
@@ -190,6 +216,32 @@ func (a *Agent) startNode(ctx context.Context) error {
 	return nil
 }
 
+// waitCaughtUp waits for the store to catch up; a follower then also asks the leader for
+// its applied index and waits for it, so entries in flight when it started are applied
+// before the node loop acts.
+func (a *Agent) waitCaughtUp(ctx context.Context) error {
+	if err := a.store.WaitCaughtUp(ctx); err != nil {
+		return err
+	}
+	if a.store.IsLeader() {
+		return nil
+	}
+	var idx struct {
+		Index uint64 `json:"index"`
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := a.peers.getJSON(cctx, a.leaderAPI(), PathIndex, &idx); err != nil {
+		a.log.Debug("leader index unavailable; relying on the commit index", "err", err)
+		return nil
+	}
+	_, err := a.feed.WaitFor(cctx, func(s *state.State) bool { return s.Index >= idx.Index })
+	if err != nil && ctx.Err() == nil {
+		return nil // best effort: the node loop is safe with the commit index too
+	}
+	return ctx.Err()
+}
+
 // Stop shuts down in reverse order. Pods keep running: a restarted agent adopts them.
 func (a *Agent) Stop() error {
 	select {
@@ -198,6 +250,11 @@ func (a *Agent) Stop() error {
 	default:
 	}
 	close(a.stopped)
+	if a.cfg.LeaveOnTerminate && a.store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		a.leave(ctx)
+		cancel()
+	}
 	if a.cancel != nil {
 		a.cancel()
 	}

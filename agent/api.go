@@ -30,6 +30,7 @@ const (
 	PathLogs      = "/api/v1/logs/"      // + namespace/pod
 	PathExec      = "/api/v1/exec/"      // + namespace/pod
 	PathApply     = "/internal/v1/apply"
+	PathIndex     = "/internal/v1/index"
 	PathHook      = "/hooks/git"
 
 	// ExecUpgrade is the protocol an exec request upgrades its connection to.
@@ -86,21 +87,72 @@ func writeErr(w http.ResponseWriter, code int, format string, args ...any) {
 	writeJSON(w, code, apiError{Error: fmt.Sprintf(format, args...)})
 }
 
-// routes builds the HTTP API.
+// routes builds the HTTP API. Health, metrics, webhooks (HMAC-checked by gitsync) and
+// joins (join token) are open; /api/ needs the admin token or a cluster certificate;
+// /internal/ only answers other nodes.
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", a.handleReady)
 	mux.Handle("GET /metrics", a.metrics.handler())
 	mux.HandleFunc("POST "+PathHook, a.handleHook)
-	mux.HandleFunc("GET "+PathStatus, a.handleStatus)
-	mux.HandleFunc("POST "+PathSync, a.handleSync)
-	mux.HandleFunc("GET "+PathResources+"{resource}", a.handleGet)
-	mux.HandleFunc("GET "+PathLogs+"{namespace}/{pod}", a.handleLogs)
-	mux.HandleFunc("POST "+PathExec+"{namespace}/{pod}", a.handleExec)
-	mux.HandleFunc("POST "+PathApply, a.handleApply)
-	mux.HandleFunc("GET "+PathEvents, a.handleLocalEvents)
+	mux.HandleFunc("POST "+PathJoin, a.handleJoin)
+
+	admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, a.requireAdmin(h)) }
+	admin("GET "+PathStatus, a.handleStatus)
+	admin("POST "+PathSync, a.handleSync)
+	admin("GET "+PathResources+"{resource}", a.handleGet)
+	admin("GET "+PathLogs+"{namespace}/{pod}", a.handleLogs)
+	admin("POST "+PathExec+"{namespace}/{pod}", a.handleExec)
+	admin("POST "+PathTokens, a.handleCreateToken)
+	admin("GET "+PathNodes, a.handleNodes)
+	admin("POST "+PathNodeOp+"{name}/{op}", a.handleNodeOp)
+
+	peer := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, a.requirePeer(h)) }
+	peer("POST "+PathApply, a.requireMember(a.handleApply))
+	peer("POST "+PathMembers, a.handleMembers)
+	peer("GET "+PathEvents, a.handleLocalEvents)
+	peer("GET "+PathIndex, func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]uint64{"index": a.store.State().Index})
+	})
 	return mux
+}
+
+func (a *Agent) requireAdmin(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := a.checkAdmin(r); err != nil {
+			writeErr(w, http.StatusUnauthorized, "%v", err)
+			return
+		}
+		h(w, r)
+	})
+}
+
+// requireMember admits only nodes that are still Raft members (a removed node keeps its
+// certificate but may no longer write).
+func (a *Agent) requireMember(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name, _ := a.checkPeer(r)
+		if cf := a.raft.GetConfiguration(); cf.Error() == nil {
+			for _, s := range cf.Configuration().Servers {
+				if string(s.ID) == name {
+					h(w, r)
+					return
+				}
+			}
+		}
+		writeErr(w, http.StatusForbidden, "node %q is not a member of this cluster (removed?)", name)
+	}
+}
+
+func (a *Agent) requirePeer(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := a.checkPeer(r); err != nil {
+			writeErr(w, http.StatusForbidden, "%v", err)
+			return
+		}
+		h(w, r)
+	})
 }
 
 func (a *Agent) handleReady(w http.ResponseWriter, _ *http.Request) {
@@ -509,10 +561,6 @@ func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 
 // handleApply commits a command forwarded by a follower.
 func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
-	if !a.authorizedPeer(r) {
-		writeErr(w, http.StatusForbidden, "only cluster members may forward commands")
-		return
-	}
 	var c state.Command
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<20)).Decode(&c); err != nil {
 		writeErr(w, http.StatusBadRequest, "decode command: %v", err)

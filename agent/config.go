@@ -39,9 +39,23 @@ type Config struct {
 	HostPathAllow []string `json:"hostPathAllow"` // hostPath prefixes pods may mount (default: none)
 
 	// Listeners.
-	API       string `json:"api"`       // HTTP API host:port
-	Raft      string `json:"raft"`      // Raft peer traffic host:port
-	Advertise string `json:"advertise"` // address peers use to reach this node (default: from --raft)
+	API       string `json:"api"`       // HTTPS API host:port
+	Raft      string `json:"raft"`      // Raft peer traffic host:port (mutual TLS)
+	Advertise string `json:"advertise"` // address peers use to reach this node (default: a local address)
+
+	// Cluster.
+	Bootstrap        bool            `json:"bootstrap"`        // start a new cluster (automatic without --join)
+	Join             string          `json:"join"`             // https://member:port of any member, to join its cluster
+	Token            string          `json:"token"`            // join token (prefer tokenFile: flags show in ps)
+	TokenFile        string          `json:"tokenFile"`        // file holding the join token
+	LeaveOnTerminate bool            `json:"leaveOnTerminate"` // leave the cluster (pods move away) on SIGTERM
+	NodeGrace        metav1.Duration `json:"nodeGrace"`        // unreachable this long: the node is NotReady
+	// UnreachableToleration is how long pods stay bound to a NotReady node before they are
+	// rescheduled (a pod's own toleration for node.kubernetes.io/unreachable wins).
+	UnreachableToleration metav1.Duration `json:"unreachableToleration"`
+	MaxVoters             int             `json:"maxVoters"` // Raft voters; further members are non-voters
+	// SnapshotThreshold is the number of log entries between Raft snapshots.
+	SnapshotThreshold uint64 `json:"snapshotThreshold"`
 
 	LogLevel string `json:"logLevel"` // debug, info, warn, error
 }
@@ -50,14 +64,18 @@ type Config struct {
 func Default() Config {
 	name, _ := os.Hostname()
 	return Config{
-		Name:     strings.ToLower(name),
-		DataDir:  "/var/lib/skiff",
-		Path:     ".",
-		Poll:     metav1.Duration{Duration: 15 * time.Second},
-		Podman:   "unix:///run/podman/podman.sock",
-		API:      "127.0.0.1:7480",
-		Raft:     "127.0.0.1:7481",
-		LogLevel: "info",
+		Name:                  strings.ToLower(name),
+		DataDir:               "/var/lib/skiff",
+		Path:                  ".",
+		Poll:                  metav1.Duration{Duration: 15 * time.Second},
+		Podman:                "unix:///run/podman/podman.sock",
+		API:                   "0.0.0.0:7480",
+		Raft:                  "0.0.0.0:7481",
+		NodeGrace:             metav1.Duration{Duration: 2 * time.Second},
+		UnreachableToleration: metav1.Duration{Duration: 5 * time.Second},
+		MaxVoters:             5,
+		SnapshotThreshold:     4096,
+		LogLevel:              "info",
 	}
 }
 
@@ -111,6 +129,27 @@ func (c *Config) Validate() error {
 			bad("host-path-allow", "%q is not an absolute path", p)
 		}
 	}
+	if c.Bootstrap && c.Join != "" {
+		bad("bootstrap", "--bootstrap starts a new cluster and --join joins one: choose one")
+	}
+	if c.Join != "" && !strings.HasPrefix(c.Join, "https://") {
+		bad("join", "%q must be an https:// URL of a member's API", c.Join)
+	}
+	if c.Token != "" && c.TokenFile != "" {
+		bad("token", "give --token or --token-file, not both")
+	}
+	if c.NodeGrace.Duration < 500*time.Millisecond {
+		bad("node-grace", "%s is too short (minimum 500ms)", c.NodeGrace.Duration)
+	}
+	if c.UnreachableToleration.Duration < 0 {
+		bad("unreachable-toleration", "must be >= 0")
+	}
+	if c.MaxVoters < 1 || c.MaxVoters%2 == 0 {
+		bad("max-voters", "%d: use an odd number (1, 3, 5, 7): an even count adds no fault tolerance", c.MaxVoters)
+	}
+	if c.Advertise != "" && net.ParseIP(c.Advertise) == nil {
+		bad("advertise", "%q is not an IP address", c.Advertise)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -119,24 +158,44 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// RaftAdvertise is the address peers dial: Advertise with the Raft port, or the Raft bind
-// address itself.
-func (c *Config) RaftAdvertise() string {
-	if c.Advertise == "" {
-		return c.Raft
+// AdvertiseIP is the address other nodes reach this one at: --advertise, else the host of
+// --raft when it is a specific address, else the first non-loopback address of the machine.
+func (c *Config) AdvertiseIP() string {
+	if c.Advertise != "" {
+		return c.Advertise
 	}
+	if host, _, err := net.SplitHostPort(c.Raft); err == nil {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			return host
+		}
+	}
+	return localIP()
+}
+
+// RaftAdvertise is the Raft address peers dial.
+func (c *Config) RaftAdvertise() string {
 	_, port, _ := net.SplitHostPort(c.Raft)
-	return net.JoinHostPort(c.Advertise, port)
+	return net.JoinHostPort(c.AdvertiseIP(), port)
 }
 
 // APIAdvertise is the URL other nodes and the CLI use to reach this node's API.
 func (c *Config) APIAdvertise() string {
 	host, port, _ := net.SplitHostPort(c.API)
-	if c.Advertise != "" {
-		host = c.Advertise
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = c.AdvertiseIP()
 	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
+	return "https://" + net.JoinHostPort(host, port)
+}
+
+// localIP returns the first non-loopback IPv4 address, or 127.0.0.1.
+func localIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil && !n.IP.IsLinkLocalUnicast() {
+				return n.IP.String()
+			}
+		}
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return "127.0.0.1"
 }

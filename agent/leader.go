@@ -61,6 +61,8 @@ func (l *leaderLoop) reconcile(ctx context.Context) {
 	case !leading && on:
 		l.a.log.Info("lost leadership; stopping fetch loop and controllers")
 		l.stop()
+	case leading && on:
+		l.a.promoteVoters()
 	}
 }
 
@@ -77,12 +79,15 @@ func (l *leaderLoop) start(ctx context.Context) error {
 	}
 	ctrl := controller.NewManager(a.store, a.events, a.health.ready, a.log)
 	ctrl.SetNodeNotReadySince(a.health.notReadySince)
+	ctrl.UnreachableToleration = a.cfg.UnreachableToleration.Duration
 	if err := ctrl.Start(ctx); err != nil {
 		return fmt.Errorf("controllers: %w", err)
 	}
 	l.mu.Lock()
 	l.ctrl, l.on = ctrl, true
 	l.mu.Unlock()
+	a.health.setOnChange(ctrl.Trigger) // a node going NotReady is acted on at once
+	a.storeFirstToken(ctx)
 	if err := sy.Start(ctx); err != nil {
 		return fmt.Errorf("gitsync: %w", err)
 	}
@@ -98,6 +103,7 @@ func (l *leaderLoop) stop() {
 	sy, ctrl := l.sy, l.ctrl
 	l.sy, l.ctrl, l.on = nil, nil, false
 	l.mu.Unlock()
+	l.a.health.setOnChange(nil)
 	if sy != nil {
 		_ = sy.Stop()
 	}

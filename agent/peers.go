@@ -3,10 +3,10 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -24,12 +24,44 @@ const PathEvents = "/internal/v1/events"
 // peers reaches other nodes' APIs: forwarding writes to the leader, proxying logs and
 // exec to the node that runs a pod, gathering events.
 type peers struct {
-	a      *Agent
-	client *http.Client
+	a         *Agent
+	client    *http.Client
+	transport *http.Transport
 }
 
 func newPeers(a *Agent) *peers {
 	return &peers{a: a, client: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// useTLS makes every call to a peer present this node's certificate.
+func (p *peers) useTLS(cfg *tls.Config) {
+	p.transport = &http.Transport{TLSClientConfig: cfg, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute}
+	p.client = &http.Client{Timeout: 30 * time.Second, Transport: p.transport}
+}
+
+// postJSON sends v to a peer and decodes the answer into out (when not nil).
+func (p *peers) postJSON(ctx context.Context, base, path string, v, out any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s", readAPIError(resp))
+	}
+	if out != nil {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	return nil
 }
 
 // apiURL returns a node's API URL from its Node object.
@@ -51,22 +83,8 @@ func (p *peers) Forward(ctx context.Context, leaderID string, c *state.Command) 
 	if err != nil {
 		return fmt.Errorf("forward to leader: %w", err)
 	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+PathApply, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := p.client.Do(req)
-	if err != nil {
+	if err := p.postJSON(ctx, base, PathApply, c, nil); err != nil {
 		return fmt.Errorf("forward to leader %s: %w", leaderID, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("forward to leader %s: %s", leaderID, readAPIError(resp))
 	}
 	return nil
 }
@@ -135,6 +153,7 @@ func (a *Agent) proxyToNode(w http.ResponseWriter, r *http.Request, node string)
 		return
 	}
 	rp := &httputil.ReverseProxy{
+		Transport: a.peers.transport,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Header.Set("X-Skiff-Forwarded", a.cfg.Name)
@@ -171,26 +190,6 @@ func (a *Agent) peerEvents(ctx context.Context, ns string) []corev1.Event {
 
 func (a *Agent) handleLocalEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a.events.List(r.URL.Query().Get("namespace"), "", ""))
-}
-
-// authorizedPeer admits forwarded writes only from cluster members' addresses (and this
-// machine).
-func (a *Agent) authorizedPeer(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return true
-	}
-	for _, o := range a.store.State().Cluster.List("Node", "") {
-		for _, addr := range o.(*corev1.Node).Status.Addresses {
-			if addr.Type == corev1.NodeInternalIP && addr.Address == host {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func (a *Agent) gitDir() string { return filepath.Join(a.cfg.DataDir, "git") }

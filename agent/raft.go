@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -21,11 +22,12 @@ type raftNode struct {
 	*raft.Raft
 	transport *raft.NetworkTransport
 	store     *raftboltdb.BoltStore
+	snaps     raft.SnapshotStore
 }
 
 // raftTimings are tuned for fast failover on a LAN of small machines: a dead leader is
 // replaced in well under 3 s. Heartbeats are not written to disk, so they cost no wear.
-func raftConfig(name string, logger hclog.Logger) *raft.Config {
+func raftConfig(name string, snapshotThreshold uint64, logger hclog.Logger) *raft.Config {
 	c := raft.DefaultConfig()
 	c.LocalID = raft.ServerID(name)
 	c.Logger = logger
@@ -34,15 +36,15 @@ func raftConfig(name string, logger hclog.Logger) *raft.Config {
 	c.LeaderLeaseTimeout = 500 * time.Millisecond
 	c.CommitTimeout = 20 * time.Millisecond
 	// Snapshot rarely: each snapshot is a write; the log is small anyway.
-	c.SnapshotThreshold = 4096
-	c.SnapshotInterval = 5 * time.Minute
-	c.TrailingLogs = 2048
+	c.SnapshotThreshold = snapshotThreshold
+	c.SnapshotInterval = 2 * time.Minute
+	c.TrailingLogs = min(2048, snapshotThreshold)
 	return c
 }
 
 // openRaft opens (or creates) the node's Raft state in dataDir/raft and starts Raft. The
 // log and stable store is one bbolt file (raft-boltdb/v2), snapshots are files.
-func openRaft(dataDir, name string, fsm raft.FSM, stream raft.StreamLayer, log *slog.Logger) (*raftNode, error) {
+func openRaft(dataDir, name string, fsm raft.FSM, stream raft.StreamLayer, snapshotThreshold uint64, log *slog.Logger) (*raftNode, error) {
 	dir := filepath.Join(dataDir, "raft")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("raft: %w", err)
@@ -72,13 +74,18 @@ func openRaft(dataDir, name string, fsm raft.FSM, stream raft.StreamLayer, log *
 	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: 3, Timeout: 5 * time.Second, Logger: logger,
 	})
-	r, err := raft.NewRaft(raftConfig(name, logger), fsm, cache, store, snaps, transport)
+	r, err := raft.NewRaft(raftConfig(name, snapshotThreshold, logger), fsm, cache, store, snaps, transport)
 	if err != nil {
 		transport.Close()
 		store.Close()
 		return nil, fmt.Errorf("raft: %w", err)
 	}
-	return &raftNode{Raft: r, transport: transport, store: store}, nil
+	return &raftNode{Raft: r, transport: transport, store: store, snaps: snaps}, nil
+}
+
+// hasState reports whether this node has Raft state (it was bootstrapped or joined).
+func (n *raftNode) hasState(dataDir string) (bool, error) {
+	return raft.HasExistingState(n.store, n.store, n.snaps)
 }
 
 // bootstrap makes this node a cluster of one if it has no Raft state yet.
@@ -98,33 +105,34 @@ func (n *raftNode) close() error {
 	return errors.Join(err, n.store.Close())
 }
 
-// tcpStream is Raft's stream layer over plain TCP.
-type tcpStream struct {
+// tlsStream is Raft's stream layer over TCP with mutual TLS: both ends present node
+// certificates from the cluster CA, so no one else can read or write the log.
+type tlsStream struct {
 	net.Listener
 	advertise net.Addr
+	client    *tls.Config
 }
 
-func listenTCP(bind, advertise string) (*tcpStream, error) {
-	l, err := net.Listen("tcp", bind)
-	if err != nil {
-		return nil, fmt.Errorf("raft listen %s: %w", bind, err)
-	}
+func listenTLS(bind, advertise string, server, client *tls.Config) (*tlsStream, error) {
 	adv, err := net.ResolveTCPAddr("tcp", advertise)
 	if err != nil {
-		l.Close()
 		return nil, fmt.Errorf("raft advertise %s: %w", advertise, err)
 	}
 	if adv.IP == nil || adv.IP.IsUnspecified() {
-		l.Close()
 		return nil, fmt.Errorf("raft advertise %s: not an address peers can dial; set --advertise", advertise)
 	}
-	return &tcpStream{Listener: l, advertise: adv}, nil
+	l, err := tls.Listen("tcp", bind, server)
+	if err != nil {
+		return nil, fmt.Errorf("raft listen %s: %w", bind, err)
+	}
+	return &tlsStream{Listener: l, advertise: adv, client: client}, nil
 }
 
-func (t *tcpStream) Addr() net.Addr { return t.advertise }
+func (t *tlsStream) Addr() net.Addr { return t.advertise }
 
-func (t *tcpStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(addr), timeout)
+func (t *tlsStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	return tls.DialWithDialer(d, "tcp", string(addr), t.client)
 }
 
 // slogWriter forwards hclog's text lines to slog.

@@ -113,6 +113,7 @@ func (s *Store) applyLocal(ctx context.Context, c *state.Command) error {
 // commit index. Until then the node loop must not act: a half-replayed state would make it
 // remove pods that are still placed here.
 func (s *Store) WaitCaughtUp(ctx context.Context) error {
+	start := time.Now()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -120,7 +121,8 @@ func (s *Store) WaitCaughtUp(ctx context.Context) error {
 			if err := s.raft.Barrier(5 * time.Second).Error(); err == nil {
 				return nil
 			}
-		} else if id, _ := s.Leader(); id != "" {
+		} else if id, _ := s.Leader(); id != "" && s.raft.LastContact().After(start) {
+			// The commit index is the leader's only once we heard from it since starting.
 			if s.raft.AppliedIndex() >= s.raft.CommitIndex() && s.raft.CommitIndex() > 0 {
 				return nil
 			}

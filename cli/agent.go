@@ -37,6 +37,16 @@ func agentFlags(fs *pflag.FlagSet, c *agent.Config) {
 	fs.StringVar(&c.Raft, "raft", d.Raft, "Raft peer listen address")
 	fs.StringVar(&c.Advertise, "advertise", "", "address other nodes use to reach this one (default: the --raft host)")
 	fs.StringVar(&c.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
+	fs.BoolVar(&c.Bootstrap, "bootstrap", false, "start a new cluster (the default when --join is not given)")
+	fs.StringVar(&c.Join, "join", "", "join the cluster of this member: https://HOST:PORT of any member's API")
+	fs.StringVar(&c.Token, "token", "", "join token (visible in ps: prefer --token-file)")
+	fs.StringVar(&c.TokenFile, "token-file", "", "file holding the join token")
+	fs.BoolVar(&c.LeaveOnTerminate, "leave-on-terminate", false, "on SIGTERM, move this node's pods away and leave the cluster")
+	fs.DurationVar(&c.NodeGrace.Duration, "node-grace", d.NodeGrace.Duration, "a node unreachable this long is NotReady")
+	fs.DurationVar(&c.UnreachableToleration.Duration, "unreachable-toleration", d.UnreachableToleration.Duration,
+		"how long pods stay bound to a NotReady node before they are rescheduled (a pod's tolerationSeconds wins)")
+	fs.IntVar(&c.MaxVoters, "max-voters", d.MaxVoters, "Raft voters; further members replicate as non-voters")
+	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", d.SnapshotThreshold, "Raft log entries between snapshots")
 }
 
 func newAgentCmd() *cobra.Command {
@@ -91,6 +101,13 @@ func applyChanged(fs *pflag.FlagSet, cfg, o *agent.Config) {
 		"host-path-allow": func() { cfg.HostPathAllow = o.HostPathAllow },
 		"api":             func() { cfg.API = o.API }, "raft": func() { cfg.Raft = o.Raft },
 		"advertise": func() { cfg.Advertise = o.Advertise }, "log-level": func() { cfg.LogLevel = o.LogLevel },
+		"bootstrap": func() { cfg.Bootstrap = o.Bootstrap }, "join": func() { cfg.Join = o.Join },
+		"token": func() { cfg.Token = o.Token }, "token-file": func() { cfg.TokenFile = o.TokenFile },
+		"leave-on-terminate":     func() { cfg.LeaveOnTerminate = o.LeaveOnTerminate },
+		"node-grace":             func() { cfg.NodeGrace = o.NodeGrace },
+		"unreachable-toleration": func() { cfg.UnreachableToleration = o.UnreachableToleration },
+		"max-voters":             func() { cfg.MaxVoters = o.MaxVoters },
+		"snapshot-threshold":     func() { cfg.SnapshotThreshold = o.SnapshotThreshold },
 	}
 	fs.Visit(func(f *pflag.Flag) {
 		if fn, ok := set[f.Name]; ok {

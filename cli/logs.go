@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -115,13 +116,20 @@ func execute(ctx context.Context, c *client, ns, pod, container string, command 
 	if err != nil {
 		return 0, err
 	}
+	var conn net.Conn
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	if u.Scheme == "https" {
+		td := &tls.Dialer{NetDialer: &d, Config: c.tls}
+		conn, err = td.DialContext(ctx, "tcp", u.Host)
+	} else {
+		conn, err = d.DialContext(ctx, "tcp", u.Host)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("cannot reach the skiff agent at %s: %w", c.base, err)
 	}
 	defer conn.Close()
 	req, _ := http.NewRequest(http.MethodPost, u.String(), nil)
+	c.authorize(req)
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", agent.ExecUpgrade)
 	if err := req.Write(conn); err != nil {

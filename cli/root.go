@@ -25,8 +25,9 @@ func Root() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), "skiff", version.Version)
 		},
 	})
-	for _, c := range []*cobra.Command{newGetCmd(), newDescribeCmd(), newLogsCmd(), newExecCmd(), newStatusCmd(), newSyncCmd()} {
-		addServerFlag(c)
+	for _, c := range []*cobra.Command{newGetCmd(), newDescribeCmd(), newLogsCmd(), newExecCmd(), newStatusCmd(),
+		newSyncCmd(), newNodesCmd(), newNodeCmd(), newTokenCmd()} {
+		addServerFlags(c)
 		root.AddCommand(c)
 	}
 	root.AddCommand(newAgentCmd(), newDemoCmd(), newCheckCmd())

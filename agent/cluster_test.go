@@ -1,0 +1,244 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skiffhq/skiff/fixtures/gitrepo"
+	"github.com/skiffhq/skiff/fixtures/testenv"
+	"github.com/skiffhq/skiff/manifest"
+	"github.com/skiffhq/skiff/pki"
+	"github.com/skiffhq/skiff/state"
+)
+
+// freeAddr returns a loopback address with a free port.
+func freeAddr(t *testing.T, ip string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type testCluster struct {
+	t      *testing.T
+	podman string
+	repo   string
+	agents map[string]*Agent
+}
+
+func newTestCluster(t *testing.T) *testCluster {
+	if testing.Short() {
+		t.Skip("starts agents on real Podman and git; run without -short (make test)")
+	}
+	r := gitrepo.New(t)
+	r.Write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: v\n")
+	r.Commit("init")
+	return &testCluster{t: t, podman: testenv.Podman(t), repo: r.URL(), agents: map[string]*Agent{}}
+}
+
+func (c *testCluster) config(name string, mutate ...func(*Config)) Config {
+	c.t.Helper()
+	ip := "127.0.0.1"
+	cfg := Default()
+	cfg.Name, cfg.DataDir, cfg.Repo, cfg.Podman = name, filepath.Join(c.t.TempDir(), name), c.repo, c.podman
+	cfg.API, cfg.Raft = freeAddr(c.t, ip), freeAddr(c.t, ip)
+	cfg.Poll = metav1.Duration{Duration: time.Second}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	return cfg
+}
+
+func (c *testCluster) start(cfg Config) (*Agent, error) {
+	c.t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", cfg.Name)
+	}
+	a, err := New(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		return nil, err
+	}
+	c.agents[cfg.Name] = a
+	c.t.Cleanup(func() { _ = a.Stop() })
+	return a, nil
+}
+
+func (c *testCluster) mustStart(cfg Config) *Agent {
+	c.t.Helper()
+	a, err := c.start(cfg)
+	if err != nil {
+		c.t.Fatalf("start %s: %v", cfg.Name, err)
+	}
+	return a
+}
+
+// joinCfg makes a config that joins via first with a token file.
+func (c *testCluster) joinCfg(name string, first *Agent, token string) Config {
+	tf := filepath.Join(c.t.TempDir(), "token")
+	if err := os.WriteFile(tf, []byte(token+"\n"), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	return c.config(name, func(cfg *Config) {
+		cfg.Join = "https://" + first.cfg.API
+		cfg.TokenFile = tf
+	})
+}
+
+func waitUntil(t *testing.T, what string, d time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: %v", what, err)
+}
+
+func firstToken(t *testing.T, a *Agent) string {
+	t.Helper()
+	var b []byte
+	waitUntil(t, "first join token", 20*time.Second, func() error {
+		var err error
+		b, err = os.ReadFile(filepath.Join(a.cfg.DataDir, "pki", "join-token"))
+		return err
+	})
+	return strings.TrimSpace(string(b))
+}
+
+func voters(t *testing.T, a *Agent) map[string]raft.ServerSuffrage {
+	t.Helper()
+	cf := a.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]raft.ServerSuffrage{}
+	for _, s := range cf.Configuration().Servers {
+		out[string(s.ID)] = s.Suffrage
+	}
+	return out
+}
+
+func TestClusterJoinAndMembership(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.mustStart(c.config("n1", func(cfg *Config) { cfg.MaxVoters = 3 }))
+	tok := firstToken(t, n1)
+	n2 := c.mustStart(c.joinCfg("n2", n1, tok))
+	n3 := c.mustStart(c.joinCfg("n3", n1, tok))
+	n4 := c.mustStart(c.joinCfg("n4", n1, tok))
+
+	waitUntil(t, "3 voters and a non-voter", 20*time.Second, func() error {
+		got := voters(t, n1)
+		want := map[string]raft.ServerSuffrage{"n1": raft.Voter, "n2": raft.Voter, "n3": raft.Voter, "n4": raft.Nonvoter}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("members = %v; want %v", got, want)
+		}
+		return nil
+	})
+	// Every node sees the same commit; a follower's write is forwarded to the leader.
+	waitUntil(t, "same live commit everywhere", 20*time.Second, func() error {
+		want := n1.State().Live.Hash
+		for _, a := range []*Agent{n2, n3, n4} {
+			if got := a.State().Live.Hash; got == "" || got != want {
+				return fmt.Errorf("%s live = %q; want %q", a.cfg.Name, got, want)
+			}
+		}
+		return nil
+	})
+	ctx := context.Background()
+	if _, err := n4.createToken(ctx, time.Hour); err != nil {
+		t.Fatalf("write through a non-voter: %v", err)
+	}
+	// Removing a voter promotes the non-voter.
+	if err := n2.removeNode(ctx, "n3", false); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "non-voter promoted", 20*time.Second, func() error {
+		got := voters(t, n1)
+		if _, still := got["n3"]; still || got["n4"] != raft.Voter {
+			return fmt.Errorf("members = %v; want n3 gone and n4 a voter", got)
+		}
+		return nil
+	})
+	if _, ok := n1.State().Cluster.Get(state.Key{Kind: "Node", Name: "n3"}); ok {
+		t.Error("removed node n3 still has a Node object")
+	}
+}
+
+func TestJoinRefused(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.mustStart(c.config("n1"))
+	good := firstToken(t, n1)
+	parsed, _ := pki.ParseJoinToken(good)
+	other, _ := pki.NewCA("elsewhere")
+	expired := pki.NewJoinToken(n1.cluster.ca)
+	if err := n1.store.Apply(context.Background(), &state.Command{Put: state.Wrap[manifest.Object](tokenSecret(expired, time.Second, time.Now().Add(-time.Hour)))}); err != nil {
+		t.Fatal(err)
+	}
+	wrongSecret := parsed
+	wrongSecret.Secret = strings.Repeat("0", 32)
+	unknown := pki.NewJoinToken(n1.cluster.ca)
+	tests := []struct {
+		name, node, token, want string
+	}{
+		{"wrong secret", "x1", wrongSecret.String(), "wrong secret"},
+		{"unknown token", "x2", unknown.String(), "unknown token"},
+		{"expired token", "x3", expired.String(), "join token expired"},
+		{"token of another cluster", "x4", pki.NewJoinToken(other).String(), "does not match the join token"},
+		{"malformed token", "x5", "hunter2", "invalid join token"},
+		{"clashing name", "n1", good, `a member named "n1" already exists`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.start(c.joinCfg(tt.node, n1, tt.token))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("join(%s) = %v; want an error containing %q", tt.name, err, tt.want)
+			}
+		})
+	}
+	if got := voters(t, n1); len(got) != 1 {
+		t.Errorf("members after refused joins = %v; want only n1 (nothing applied half-way)", got)
+	}
+}
+
+func TestRaftRefusesAnotherClustersCertificate(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.mustStart(c.config("n1"))
+	firstToken(t, n1)
+	other, _ := pki.NewCA("elsewhere")
+	key, csr, _ := pki.NewKeyAndCSR("intruder")
+	cert, _ := other.Sign(csr, "intruder", pki.NodeOrg, nil, nil, time.Hour)
+	kp, _ := pki.ParseKeyPair(cert, key)
+	conn, err := tls.Dial("tcp", n1.cfg.Raft, pki.ClientTLS(other, func() *pki.KeyPair { return kp }))
+	if err == nil {
+		// TLS 1.3 reports the server's refusal of our certificate on first read.
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	if err == nil {
+		t.Fatal("a certificate from another cluster was accepted on the Raft port")
+	}
+}
