@@ -28,7 +28,7 @@ type Ring struct {
 	size   int
 	seq    uint64
 	events []*corev1.Event // oldest first
-	Source string         // reporting component, e.g. the node name
+	Source string          // reporting component, e.g. the node name
 	Now    func() time.Time
 }
 
