@@ -84,11 +84,33 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg reconci
 		return reconciler.Container{}, fmt.Errorf("container %s: %w", cfg.Name, err)
 	}
 	resp, err := containers.CreateWithSpec(c, s, nil)
+	if err != nil && strings.Contains(err.Error(), "already in use") && r.removeStale(c, s.Name, podID) {
+		resp, err = containers.CreateWithSpec(c, s, nil)
+	}
 	if err != nil {
+		if msg := err.Error(); strings.Contains(msg, "no such image") || strings.Contains(msg, "image not known") {
+			err = fmt.Errorf("%w: %v", reconciler.ErrImageNotFound, err)
+		}
 		return reconciler.Container{}, fmt.Errorf("create container %s in pod %s: %w", cfg.Name, podName, err)
 	}
 	r.markManaged(resp.ID)
 	return r.Container(ctx, resp.ID)
+}
+
+// removeStale removes a container left over with the name a new one needs: a skiff
+// container of the same pod that is not running (an attempt whose creation was not
+// recorded, say, before the agent restarted). It reports whether it removed one.
+func (r *Runtime) removeStale(ctx context.Context, name, podID string) bool {
+	data, err := containers.Inspect(ctx, name, nil)
+	if err != nil || data.Config == nil || !isManaged(data.Config.Labels) || data.Pod != podID ||
+		data.State == nil || data.State.Running {
+		return false
+	}
+	if _, err := containers.Remove(ctx, data.ID, new(containers.RemoveOptions).WithForce(true)); err != nil {
+		return false
+	}
+	r.forget(data.ID)
+	return true
 }
 
 // podLabels returns the skiff labels of a managed pod (cached) and its Podman name.

@@ -3,6 +3,7 @@ package podman_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -291,6 +292,33 @@ func TestStartError(t *testing.T) {
 	logs := e.logs(c.ID, reconciler.LogOptions{})
 	if got.ExitCode == 0 || !strings.Contains(logs+got.Error, "No such file or directory") {
 		t.Errorf("missing binary: exit %d, Error %q, logs %q; want non-zero and the reason", got.ExitCode, got.Error, logs)
+	}
+}
+
+// TestCreateContainerAgain: creating the same attempt twice replaces a leftover that is
+// not running, and refuses to replace a running one; a missing image is ErrImageNotFound.
+func TestCreateContainerAgain(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	p := e.pod(reconciler.PodConfig{})
+	cfg := reconciler.ContainerConfig{Name: "again", Entrypoint: sleeper, Image: e.img}
+	first := e.create(p, cfg)
+	second, err := e.rt.CreateContainer(e.ctx, p.ID, cfg)
+	if err != nil || second.ID == first.ID {
+		t.Fatalf("CreateContainer over a created leftover = %v, %v; want a new container", second.ID, err)
+	}
+	if _, err := e.rt.Container(e.ctx, first.ID); !errors.Is(err, reconciler.ErrNotFound) {
+		t.Errorf("leftover %s still there: %v", first.ID, err)
+	}
+	if err := e.rt.StartContainer(e.ctx, second.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.CreateContainer(e.ctx, p.ID, cfg); err == nil || !strings.Contains(err.Error(), "already in use") {
+		t.Errorf("CreateContainer over a running container = %v; want a name conflict", err)
+	}
+	cfg.Name, cfg.Image = "noimage", "localhost/skiff/no-such-image:1"
+	if _, err := e.rt.CreateContainer(e.ctx, p.ID, cfg); !errors.Is(err, reconciler.ErrImageNotFound) {
+		t.Errorf("CreateContainer with a missing image = %v; want ErrImageNotFound", err)
 	}
 }
 
