@@ -345,6 +345,7 @@ func (a *Agent) registerNode(ctx context.Context) error {
 		old := cur.(*corev1.Node)
 		want.Spec.Unschedulable = old.Spec.Unschedulable
 		want.Spec.Taints = old.Spec.Taints
+		want.Spec.PodCIDR, want.Spec.PodCIDRs = old.Spec.PodCIDR, old.Spec.PodCIDRs // allocated by the leader
 		if equality.Semantic.DeepEqual(old.Labels, want.Labels) && equality.Semantic.DeepEqual(old.Annotations, want.Annotations) &&
 			equality.Semantic.DeepEqual(old.Status, want.Status) {
 			return nil

@@ -43,6 +43,17 @@ type Config struct {
 	Raft      string `json:"raft"`      // Raft peer traffic host:port (mutual TLS)
 	Advertise string `json:"advertise"` // address peers use to reach this node (default: a local address)
 
+	// Services, DNS and ingress.
+	DNS           string   `json:"dns"`           // cluster DNS listen host:port (default: the node address, port 53)
+	DNSUpstream   []string `json:"dnsUpstream"`   // resolvers for other names (default: from /etc/resolv.conf)
+	ClusterDomain string   `json:"clusterDomain"` // cluster DNS zone
+	ServiceCIDR   string   `json:"serviceCIDR"`   // cluster IPs of Services
+	PodCIDR       string   `json:"podCIDR"`       // pod addresses; each node gets a /24 of it
+	NodePortRange string   `json:"nodePortRange"` // ports for NodePort Services
+	HTTP          string   `json:"http"`          // ingress HTTP listen host:port
+	HTTPS         string   `json:"https"`         // ingress HTTPS listen host:port
+	IngressClass  string   `json:"ingressClass"`  // ingressClassName this node serves
+
 	// Cluster.
 	Bootstrap        bool            `json:"bootstrap"`        // start a new cluster (automatic without --join)
 	Join             string          `json:"join"`             // https://member:port of any member, to join its cluster
@@ -74,6 +85,13 @@ func Default() Config {
 		NodeGrace:             metav1.Duration{Duration: 2 * time.Second},
 		UnreachableToleration: metav1.Duration{Duration: 5 * time.Second},
 		MaxVoters:             5,
+		ClusterDomain:         "cluster.local",
+		ServiceCIDR:           "10.43.0.0/16",
+		PodCIDR:               "10.42.0.0/16",
+		NodePortRange:         "30000-32767",
+		HTTP:                  "0.0.0.0:80",
+		HTTPS:                 "0.0.0.0:443",
+		IngressClass:          "skiff",
 		SnapshotThreshold:     4096,
 		LogLevel:              "info",
 	}
@@ -150,6 +168,24 @@ func (c *Config) Validate() error {
 	if c.Advertise != "" && net.ParseIP(c.Advertise) == nil {
 		bad("advertise", "%q is not an IP address", c.Advertise)
 	}
+	for _, x := range []struct{ name, v string }{{"service-cidr", c.ServiceCIDR}, {"pod-cidr", c.PodCIDR}} {
+		if _, n, err := net.ParseCIDR(x.v); err != nil {
+			bad(x.name, "%q is not a CIDR: %v", x.v, err)
+		} else if ones, bits := n.Mask.Size(); bits-ones < 8 {
+			bad(x.name, "%q is too small (at least a /24)", x.v)
+		}
+	}
+	for _, x := range []struct{ name, v string }{{"dns", c.DNS}, {"http", c.HTTP}, {"https", c.HTTPS}} {
+		if x.v == "" || x.v == "off" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(x.v); err != nil {
+			bad(x.name, "%q is not host:port (or off): %v", x.v, err)
+		}
+	}
+	if msgs := validation.IsDNS1123Subdomain(c.ClusterDomain); len(msgs) > 0 {
+		bad("cluster-domain", "%q: %s", c.ClusterDomain, strings.Join(msgs, "; "))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -185,6 +221,14 @@ func (c *Config) APIAdvertise() string {
 		host = c.AdvertiseIP()
 	}
 	return "https://" + net.JoinHostPort(host, port)
+}
+
+// DNSAddr is where cluster DNS listens: --dns, or port 53 on the node address.
+func (c *Config) DNSAddr() string {
+	if c.DNS != "" {
+		return c.DNS
+	}
+	return net.JoinHostPort(c.AdvertiseIP(), "53")
 }
 
 // localIP returns the first non-loopback IPv4 address, or 127.0.0.1.

@@ -37,6 +37,15 @@ func agentFlags(fs *pflag.FlagSet, c *agent.Config) {
 	fs.StringVar(&c.Raft, "raft", d.Raft, "Raft peer listen address")
 	fs.StringVar(&c.Advertise, "advertise", "", "address other nodes use to reach this one (default: the --raft host)")
 	fs.StringVar(&c.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.DNS, "dns", "", "cluster DNS listen address (default: port 53 on the node address; off to disable)")
+	fs.StringSliceVar(&c.DNSUpstream, "dns-upstream", nil, "resolvers for names outside the cluster (default: from /etc/resolv.conf)")
+	fs.StringVar(&c.ClusterDomain, "cluster-domain", d.ClusterDomain, "cluster DNS domain")
+	fs.StringVar(&c.ServiceCIDR, "service-cidr", d.ServiceCIDR, "range of Service cluster IPs")
+	fs.StringVar(&c.PodCIDR, "pod-cidr", d.PodCIDR, "range of pod IPs; each node gets a /24 of it")
+	fs.StringVar(&c.NodePortRange, "node-port-range", d.NodePortRange, "ports for NodePort Services")
+	fs.StringVar(&c.HTTP, "http", d.HTTP, "ingress HTTP listen address (off to disable)")
+	fs.StringVar(&c.HTTPS, "https", d.HTTPS, "ingress HTTPS listen address (off to disable)")
+	fs.StringVar(&c.IngressClass, "ingress-class", d.IngressClass, "ingressClassName this cluster serves")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", false, "start a new cluster (the default when --join is not given)")
 	fs.StringVar(&c.Join, "join", "", "join the cluster of this member: https://HOST:PORT of any member's API")
 	fs.StringVar(&c.Token, "token", "", "join token (visible in ps: prefer --token-file)")
@@ -101,7 +110,12 @@ func applyChanged(fs *pflag.FlagSet, cfg, o *agent.Config) {
 		"host-path-allow": func() { cfg.HostPathAllow = o.HostPathAllow },
 		"api":             func() { cfg.API = o.API }, "raft": func() { cfg.Raft = o.Raft },
 		"advertise": func() { cfg.Advertise = o.Advertise }, "log-level": func() { cfg.LogLevel = o.LogLevel },
-		"bootstrap": func() { cfg.Bootstrap = o.Bootstrap }, "join": func() { cfg.Join = o.Join },
+		"dns": func() { cfg.DNS = o.DNS }, "dns-upstream": func() { cfg.DNSUpstream = o.DNSUpstream },
+		"cluster-domain": func() { cfg.ClusterDomain = o.ClusterDomain }, "service-cidr": func() { cfg.ServiceCIDR = o.ServiceCIDR },
+		"pod-cidr": func() { cfg.PodCIDR = o.PodCIDR }, "node-port-range": func() { cfg.NodePortRange = o.NodePortRange },
+		"http": func() { cfg.HTTP = o.HTTP }, "https": func() { cfg.HTTPS = o.HTTPS },
+		"ingress-class": func() { cfg.IngressClass = o.IngressClass },
+		"bootstrap":     func() { cfg.Bootstrap = o.Bootstrap }, "join": func() { cfg.Join = o.Join },
 		"token": func() { cfg.Token = o.Token }, "token-file": func() { cfg.TokenFile = o.TokenFile },
 		"leave-on-terminate":     func() { cfg.LeaveOnTerminate = o.LeaveOnTerminate },
 		"node-grace":             func() { cfg.NodeGrace = o.NodeGrace },
