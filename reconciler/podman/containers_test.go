@@ -249,7 +249,8 @@ func TestExitStates(t *testing.T) {
 			c := e.run(p, tc.cfg)
 			if tc.trigger != "" {
 				e.fetch(c.ID, "http://127.0.0.1:8080/healthz")
-				_, _ = e.exec(c.ID, "sh", "-c", tc.trigger)
+				// The container may stop under the exec: its outcome does not matter.
+				_, _ = e.rt.Exec(e.ctx, c.ID, reconciler.ExecOptions{Cmd: []string{"sh", "-c", tc.trigger}})
 			}
 			got := e.waitExited(c.ID)
 			if got.ExitCode != tc.wantCode || got.OOMKilled != tc.wantOOM {
@@ -325,6 +326,8 @@ func TestCreateContainerAgain(t *testing.T) {
 // TestStop: stop signal and grace period → how long a stop takes and how it ends.
 func TestStop(t *testing.T) {
 	e := setup(t)
+	// Maxima leave room for a loaded machine; what they tell apart is a prompt stop from
+	// one that waits out the 10 s grace period.
 	trapUSR1 := []string{"sh", "-c", `trap "echo got USR1; exit 7" USR1; while true; do sleep 0.1; done`}
 	cases := []struct {
 		name     string
@@ -334,15 +337,15 @@ func TestStop(t *testing.T) {
 		wantCode int
 		viaPod   bool // RemovePod instead of StopContainer
 	}{
-		{name: "SIGTERM stops the demo promptly", grace: 10 * time.Second, max: 3 * time.Second},
+		{name: "SIGTERM stops the demo promptly", grace: 10 * time.Second, max: 5 * time.Second},
 		{name: "ignored SIGTERM: killed after the grace period", cfg: reconciler.ContainerConfig{Env: []string{"IGNORE_SIGTERM=1"}},
-			grace: 2 * time.Second, min: 2 * time.Second, max: 6 * time.Second, wantCode: 137},
+			grace: 2 * time.Second, min: 2 * time.Second, max: 8 * time.Second, wantCode: 137},
 		{name: "grace 0 kills at once", cfg: reconciler.ContainerConfig{Env: []string{"IGNORE_SIGTERM=1"}},
-			max: 2 * time.Second, wantCode: 137},
+			max: 4 * time.Second, wantCode: 137},
 		{name: "stop signal", cfg: reconciler.ContainerConfig{Entrypoint: trapUSR1, StopSignal: "SIGUSR1"},
-			grace: 10 * time.Second, max: 3 * time.Second, wantCode: 7},
+			grace: 10 * time.Second, max: 5 * time.Second, wantCode: 7},
 		{name: "RemovePod honours the grace period", cfg: reconciler.ContainerConfig{Env: []string{"IGNORE_SIGTERM=1"}},
-			grace: 2 * time.Second, min: 2 * time.Second, max: 7 * time.Second, viaPod: true},
+			grace: 2 * time.Second, min: 2 * time.Second, max: 9 * time.Second, viaPod: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

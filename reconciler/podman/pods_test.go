@@ -442,7 +442,7 @@ func TestEvents(t *testing.T) {
 	exits := e.run(p, reconciler.ContainerConfig{Name: "exits", Entrypoint: []string{"sh", "-c", "sleep 0.2; exit 2"}})
 	oom := e.run(p, reconciler.ContainerConfig{Name: "oom", MemoryLimit: 32 << 20})
 	e.fetch(oom.ID, "http://127.0.0.1:8080/healthz")
-	_, _ = e.exec(oom.ID, "sh", "-c", "wget -qO- http://127.0.0.1:8080/alloc?mb=100 || true")
+	_, _ = e.rt.Exec(e.ctx, oom.ID, reconciler.ExecOptions{Cmd: []string{"sh", "-c", "wget -qO- http://127.0.0.1:8080/alloc?mb=100"}})
 
 	want := map[string][]reconciler.EventKind{
 		exits.ID: {reconciler.EventStarted, reconciler.EventDied},

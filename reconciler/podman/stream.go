@@ -164,6 +164,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts reconciler.ExecOptio
 	for {
 		info, err := containers.ExecInspect(c, session, nil)
 		if err != nil {
+			if strings.Contains(err.Error(), "no such exec session") {
+				// Podman drops a container's exec sessions when it stops.
+				return -1, fmt.Errorf("exec %v in %s: the container stopped before the command's exit code was read", opts.Cmd, id)
+			}
 			return -1, fmt.Errorf("exec %v in %s: inspect: %w", opts.Cmd, id, err)
 		}
 		if !info.Running {
