@@ -113,7 +113,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.raft, err = openRaft(a.cfg.DataDir, a.cfg.Name, NewFSM(a.feed), stream, a.cfg.SnapshotThreshold, a.log)
+	a.raft, err = openRaft(a.cfg.DataDir, a.cfg.Name, NewFSM(a.feed, a.cluster.cipher), stream, a.cfg.SnapshotThreshold, a.log)
 	if err != nil {
 		stream.Close()
 		return err
@@ -133,7 +133,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.log.Warn("this node has cluster credentials but no Raft state: waiting for the leader to replicate it. " +
 			"If it was the only node, its state is gone: start it with --bootstrap to form a new cluster")
 	}
-	a.store = newStore(a.feed, a.raft.Raft, a.peers)
+	a.store = newStore(a.feed, a.raft.Raft, a.peers, a.cluster.cipher)
 	a.health.watch(a.raft.Raft)
 	a.leader = newLeaderLoop(a)
 	a.hook = gitsync.WebhookHandler(a.webhookSecret(), a.leader.trigger, a.log)

@@ -59,6 +59,8 @@ type cluster struct {
 	mu         sync.RWMutex
 	node       *pki.KeyPair
 	adminToken string
+	dataKey    []byte // seals the Raft log and snapshots
+	cipher     *logCipher
 	// firstToken is the join token made when this node bootstrapped the cluster; the
 	// leader stores its hash in the state once it leads.
 	firstToken *pki.JoinToken
@@ -86,6 +88,7 @@ type joinResponse struct {
 	CAKey      string   `json:"caKey"`
 	NodeCert   string   `json:"nodeCert"`
 	AdminToken string   `json:"adminToken"`
+	DataKey    string   `json:"dataKey"`
 	Leader     string   `json:"leader"`
 	Warnings   []string `json:"warnings,omitempty"`
 }
@@ -119,6 +122,13 @@ func (a *Agent) setupCluster(ctx context.Context) (bootstrapped bool, err error)
 			return false, fmt.Errorf("admin token in %s: %w", dir, err)
 		}
 		c.adminToken = string(bytes.TrimSpace(tok))
+		kb, err := dir.Read(dataKeyFile)
+		if err != nil {
+			return false, fmt.Errorf("cluster data key in %s: %w", dir, err)
+		}
+		if c.dataKey, err = decodeKey(string(kb)); err != nil {
+			return false, fmt.Errorf("cluster data key in %s: %w", dir, err)
+		}
 		if err := a.renewIfExpiring(); err != nil {
 			return false, err
 		}
@@ -143,9 +153,16 @@ func (a *Agent) setupCluster(ctx context.Context) (bootstrapped bool, err error)
 		if err := dir.Write(adminTokenKey, []byte(c.adminToken+"\n")); err != nil {
 			return false, err
 		}
+		c.dataKey = newDataKey()
+		if err := dir.Write(dataKeyFile, []byte(encodeKey(c.dataKey)+"\n")); err != nil {
+			return false, err
+		}
 		tok := pki.NewJoinToken(c.ca)
 		c.firstToken = &tok
 		bootstrapped = true
+	}
+	if c.cipher, err = newLogCipher(c.dataKey); err != nil {
+		return false, err
 	}
 	return bootstrapped, a.writeClientConfig()
 }
@@ -296,8 +313,12 @@ func (a *Agent) join(ctx context.Context) error {
 		return fmt.Errorf("join: %w", err)
 	}
 	c.adminToken = jr.AdminToken
+	if c.dataKey, err = decodeKey(jr.DataKey); err != nil || len(c.dataKey) != 32 {
+		return fmt.Errorf("join: the member sent no valid cluster data key")
+	}
 	for name, data := range map[string][]byte{pki.CACertFile: c.ca.CertPEM, pki.CAKeyFile: c.ca.KeyPEM,
-		pki.NodeKeyFile: key, pki.NodeCertFile: []byte(jr.NodeCert), adminTokenKey: []byte(jr.AdminToken + "\n")} {
+		pki.NodeKeyFile: key, pki.NodeCertFile: []byte(jr.NodeCert), adminTokenKey: []byte(jr.AdminToken + "\n"),
+		dataKeyFile: []byte(jr.DataKey + "\n")} {
 		if err := c.dir.Write(name, data); err != nil {
 			return err
 		}
@@ -363,7 +384,7 @@ func (a *Agent) handleJoin(w http.ResponseWriter, r *http.Request) {
 	a.log.Info("node joined", "node", req.Name, "raft", req.Raft, "version", req.Version)
 	writeJSON(w, http.StatusOK, joinResponse{
 		CACert: string(a.cluster.ca.CertPEM), CAKey: string(a.cluster.ca.KeyPEM), NodeCert: string(cert),
-		AdminToken: a.cluster.adminToken, Leader: leader, Warnings: warnings,
+		AdminToken: a.cluster.adminToken, DataKey: encodeKey(a.cluster.dataKey), Leader: leader, Warnings: warnings,
 	})
 }
 

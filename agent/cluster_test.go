@@ -242,3 +242,40 @@ func TestRaftRefusesAnotherClustersCertificate(t *testing.T) {
 		t.Fatal("a certificate from another cluster was accepted on the Raft port")
 	}
 }
+
+func TestRaftLogHoldsNoPlaintextSecrets(t *testing.T) {
+	c := newTestCluster(t)
+	r := gitrepo.New(t)
+	const secret = "tls-key-material-7f3a9c"
+	r.Write("s.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  key: "+secret+"\n")
+	r.Commit("secret")
+	c.repo = r.URL()
+	n1 := c.mustStart(c.config("n1", func(cfg *Config) { cfg.SnapshotThreshold = 2 }))
+	waitUntil(t, "secret synced", 20*time.Second, func() error {
+		if _, ok := n1.State().Git.Get(state.Key{Kind: "Secret", Namespace: "default", Name: "s"}); !ok {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	// Force a snapshot too, so both the log and a snapshot are on disk.
+	if err := n1.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	_ = n1.Stop()
+	err := filepath.WalkDir(filepath.Join(n1.cfg.DataDir, "raft"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(b), secret) || strings.Contains(string(b), "dGxzLWtleS1tYXRlcmlhbC03ZjNhOWM") {
+			t.Errorf("%s holds the secret in plaintext (or plain base64)", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

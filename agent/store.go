@@ -42,11 +42,12 @@ type Store struct {
 	*state.Feed
 	raft    *raft.Raft
 	forward Forwarder // nil: return NotLeaderError instead
+	cipher  *logCipher
 	timeout time.Duration
 }
 
-func newStore(feed *state.Feed, r *raft.Raft, fwd Forwarder) *Store {
-	return &Store{Feed: feed, raft: r, forward: fwd, timeout: 10 * time.Second}
+func newStore(feed *state.Feed, r *raft.Raft, fwd Forwarder, c *logCipher) *Store {
+	return &Store{Feed: feed, raft: r, forward: fwd, cipher: c, timeout: 10 * time.Second}
 }
 
 // IsLeader reports whether this node is the Raft leader.
@@ -94,7 +95,7 @@ func (s *Store) applyLocal(ctx context.Context, c *state.Command) error {
 			return context.DeadlineExceeded
 		}
 	}
-	f := s.raft.Apply(b, timeout)
+	f := s.raft.Apply(s.cipher.seal(b), timeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			id, addr := s.Leader()
