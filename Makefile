@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X github.com/skiffhq/skiff/internal/version.Version=$(VERSION)
 export GOFLAGS := -buildvcs=false -tags=$(TAGS)
 export CONTAINERS_CONF ?= $(CURDIR)/packaging/dev/containers.conf
 
-.PHONY: all build deps demo test test-unit test-e2e vet bench cross clean
+.PHONY: all build deps images demo test test-unit test-e2e vet bench cross clean
 
 all: build
 
@@ -19,7 +19,11 @@ build:
 deps:
 	@packaging/dev/setup-host.sh
 
-demo: deps build
+# The demo and test images, built locally from fixtures/ (no registry needed).
+images: deps
+	fixtures/build-images.sh
+
+demo: deps build images
 	bin/skiff demo
 
 vet:

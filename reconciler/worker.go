@@ -382,7 +382,7 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, lk Lookup, c *ct
 	if err != nil {
 		c.waiting, c.waitMsg = "CreateContainerError", err.Error()
 		w.warn(pod, "Failed", "Error: %v", err)
-		if strings.Contains(strings.ToLower(err.Error()), "no such pod") {
+		if errors.Is(err, ErrNotFound) || strings.Contains(strings.ToLower(err.Error()), "no such pod") {
 			w.sandbox = nil // the sandbox vanished: recreate it on the next pass
 		}
 		return retryConfig
