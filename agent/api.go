@@ -19,6 +19,7 @@ import (
 	"github.com/skiffhq/skiff/events"
 	"github.com/skiffhq/skiff/manifest"
 	"github.com/skiffhq/skiff/reconciler"
+	"github.com/skiffhq/skiff/services"
 	"github.com/skiffhq/skiff/state"
 )
 
@@ -321,8 +322,16 @@ func (a *Agent) list(ctx context.Context, res manifest.Resource, ns string) ([]m
 	switch res.Kind {
 	case "Pod", "Node":
 		objs = s.Cluster.List(res.Kind, ns)
-	case "ReplicaSet":
+	case "ReplicaSet", "PersistentVolumeClaim", "PersistentVolume":
 		objs = append(s.Git.List(res.Kind, ns), s.Cluster.List(res.Kind, ns)...)
+	case "Service":
+		for _, svc := range services.List(s, ns) {
+			objs = append(objs, svc)
+		}
+	case "Endpoints":
+		for _, ep := range services.Endpoints(s, ns) {
+			objs = append(objs, ep)
+		}
 	case "Event":
 		evs, err := a.clusterEvents(ctx, ns)
 		if err != nil {

@@ -41,7 +41,7 @@ func newSyncCmd() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "sync",
-		Short: "Fetch git now and apply the newest commit",
+		Short: "Fetch git now and apply the newest commit (exit code 2 when it was refused)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := newClient(cmd)
@@ -57,11 +57,24 @@ func newSyncCmd() *cobra.Command {
 			if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 				return err
 			}
-			return printStatus(cmd.OutOrStdout(), &st, output)
+			if err := printStatus(cmd.OutOrStdout(), &st, output); err != nil {
+				return err
+			}
+			if st.Failed != nil {
+				return &ExitError{Code: 2, Err: fmt.Errorf("the newest commit was not applied; %s stays live", shortHash(liveHash(&st)))}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
 	return cmd
+}
+
+func liveHash(st *agent.Status) string {
+	if st.Live == nil {
+		return "nothing"
+	}
+	return st.Live.Hash
 }
 
 func ago(t time.Time) string {
