@@ -30,6 +30,6 @@ func Root() *cobra.Command {
 		addServerFlags(c)
 		root.AddCommand(c)
 	}
-	root.AddCommand(newAgentCmd(), newDemoCmd(), newCheckCmd())
+	root.AddCommand(newAgentCmd(), newDemoCmd(), newCheckCmd(), newSupportCmd())
 	return root
 }
