@@ -279,3 +279,74 @@ func TestRaftLogHoldsNoPlaintextSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCorruptRaftDatabaseIsRefusedClearly(t *testing.T) {
+	c := newTestCluster(t)
+	cfg := c.config("n1")
+	n1 := c.mustStart(cfg)
+	firstToken(t, n1)
+	if err := n1.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(cfg.DataDir, "raft", "raft.db")
+	if err := os.WriteFile(db, []byte(strings.Repeat("not a bolt database ", 400)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.start(cfg)
+	if err == nil || !strings.Contains(err.Error(), db) || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("start on a corrupt raft.db = %v; want an error naming %s and what to do", err, db)
+	}
+}
+
+func TestFullDiskRefusesWritesWithoutHalfApplying(t *testing.T) {
+	c := newTestCluster(t)
+	dir := t.TempDir()
+	if err := mountTmpfs(dir, "4m"); err != nil {
+		t.Fatalf("mount a small tmpfs for the data dir: %v", err)
+	}
+	t.Cleanup(func() { _ = unmount(dir) })
+	n1 := c.mustStart(c.config("n1", func(cfg *Config) { cfg.DataDir = filepath.Join(dir, "data") }))
+	waitUntil(t, "synced", 20*time.Second, func() error {
+		if !n1.State().Synced() {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	// Fill the disk, then try to write a command.
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	before := n1.State().Index
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	big := &state.Command{Put: state.Wrap[manifest.Object](tokenSecret(pki.NewJoinToken(n1.cluster.ca), time.Hour, time.Now()))}
+	for i := 0; i < 200; i++ { // enough log writes to hit the full disk
+		if err = n1.store.Apply(ctx, big); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		t.Fatal("writes kept succeeding on a full disk")
+	}
+	t.Logf("write on a full disk: %v", err)
+	if got := n1.State().Index; got < before {
+		t.Errorf("state went back from index %d to %d", before, got)
+	}
+	// Space comes back: writes work again.
+	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "writes work again after space is freed", 30*time.Second, func() error {
+		wctx, wcancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer wcancel()
+		return n1.store.Apply(wctx, big)
+	})
+}
