@@ -19,6 +19,9 @@ var Implemented = map[string]bool{
 	"Secret":                true,
 	"Service":               true,
 	"Namespace":             true,
+	"StatefulSet":           true,
+	"PersistentVolumeClaim": true,
+	"PersistentVolume":      true,
 }
 
 // served is the one apiVersion skiff reads for each kind of its support table.

@@ -119,6 +119,7 @@ var Resources = []Resource{
 	{Kind: "ReplicationController", Plural: "replicationcontrollers", Short: []string{"rc", "replicationcontroller"}, Namespaced: true, GVK: corev1.SchemeGroupVersion.WithKind("ReplicationController")},
 	{Kind: "StatefulSet", Plural: "statefulsets", Short: []string{"sts", "statefulset"}, Namespaced: true, GVK: appsv1.SchemeGroupVersion.WithKind("StatefulSet")},
 	{Kind: "DaemonSet", Plural: "daemonsets", Short: []string{"ds", "daemonset"}, Namespaced: true, GVK: appsv1.SchemeGroupVersion.WithKind("DaemonSet")},
+	{Kind: "ControllerRevision", Plural: "controllerrevisions", Short: []string{"controllerrevision"}, Namespaced: true, GVK: appsv1.SchemeGroupVersion.WithKind("ControllerRevision")},
 	{Kind: "Job", Plural: "jobs", Short: []string{"job"}, Namespaced: true, GVK: batchv1.SchemeGroupVersion.WithKind("Job")},
 	{Kind: "CronJob", Plural: "cronjobs", Short: []string{"cj", "cronjob"}, Namespaced: true, GVK: batchv1.SchemeGroupVersion.WithKind("CronJob")},
 	{Kind: "ConfigMap", Plural: "configmaps", Short: []string{"cm", "configmap"}, Namespaced: true, GVK: corev1.SchemeGroupVersion.WithKind("ConfigMap")},

@@ -175,6 +175,10 @@ func nameRule(kind string) (func(string, bool) []string, int) {
 		return apivalidation.NameIsDNSLabel, 0
 	case "CronJob":
 		return apivalidation.NameIsDNSSubdomain, 52 // room for the Jobs' time suffix
+	case "StatefulSet":
+		// Its pods are named NAME-ORDINAL and use that as their hostname (a DNS label), and
+		// their controller-revision-hash label holds NAME-HASH (a label value, 63 at most).
+		return apivalidation.NameIsDNSLabel, 52
 	}
 	return apivalidation.NameIsDNSSubdomain, 0
 }
@@ -328,7 +332,9 @@ func (v *validator) statefulSet(s *appsv1.StatefulSet) {
 	v.nonNegative(p.Child("replicas"), s.Spec.Replicas)
 	v.nonNegative(p.Child("minReadySeconds"), &s.Spec.MinReadySeconds)
 	v.nonNegative(p.Child("revisionHistoryLimit"), s.Spec.RevisionHistoryLimit)
-	if s.Spec.ServiceName != "" {
+	if s.Spec.ServiceName == "" {
+		v.errorf(p.Child("serviceName"), "serviceName is required: the headless Service that gives the pods their DNS names (NAME-0.SERVICE)")
+	} else {
 		v.check(p.Child("serviceName"), s.Spec.ServiceName, validation.IsDNS1123Label(s.Spec.ServiceName))
 	}
 	v.oneOf(p.Child("podManagementPolicy"), string(s.Spec.PodManagementPolicy), "OrderedReady", "Parallel")

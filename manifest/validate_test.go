@@ -211,8 +211,17 @@ spec:
 		{"config map value must be a string", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {port: 8080}\n", []string{
 			`data[port]: error: expected a string, got integer 8080; quote it: "8080" (line 4)`}},
 		{"claim needs storage", "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: c}\nspec: {accessModes: [ReadWriteOnce]}\n", []string{
-			`unsupported: kind PersistentVolumeClaim is not implemented yet; object ignored (line 2)`,
 			`spec.resources.requests.storage: error: a storage request is required (line 4)`}},
+		{"claim with a zero request and a block volume", "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: c}\nspec: {accessModes: [ReadWriteOnce], volumeMode: Block, resources: {requests: {storage: \"0\"}}}\n", []string{
+			`spec.resources.requests.storage: error: invalid value "0": must be greater than 0 (line 4)`,
+			`spec.volumeMode: error: not supported by skiff: volumeMode Block; skiff provides filesystem volumes only (line 4)`}},
+		{"volume needs capacity, access modes and a source", "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: v}\nspec: {storageClassName: manual}\n", []string{
+			`spec.capacity.storage: error: capacity.storage is required (line 4)`,
+			`spec.accessModes: error: at least one access mode is required (line 4)`,
+			`spec: error: a volume source is required: hostPath or local (line 4)`}},
+		{"local volume needs node affinity", "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: v}\nspec: {capacity: {storage: 1Gi}, accessModes: [ReadWriteOnce], local: {path: /mnt/disk}}\n", []string{
+			`spec.nodeAffinity: error: a local volume needs nodeAffinity.required: the node that has the directory (line 4)`}},
+		{"hostPath volume", "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: v}\nspec: {capacity: {storage: 1Gi}, accessModes: [ReadWriteOnce], hostPath: {path: /srv/v}}\n", nil},
 		{"stateful set mounts its claim templates", `apiVersion: apps/v1
 kind: StatefulSet
 metadata: {name: web}
@@ -226,7 +235,30 @@ spec:
   volumeClaimTemplates:
   - metadata: {name: www}
     spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
-`, []string{`unsupported: kind StatefulSet is not implemented yet; object ignored (line 2)`}},
+`, nil},
+		{"stateful set needs serviceName and distinct claim names", `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: c, image: nginx:1.25, volumeMounts: [{name: www, mountPath: /www}]}]
+  volumeClaimTemplates:
+  - metadata: {name: www}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+  - metadata: {name: www}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+  - metadata: {name: Logs}
+    spec: {accessModes: [ReadWriteOnce]}
+`, []string{
+			`spec.serviceName: error: serviceName is required: the headless Service that gives the pods their DNS names (NAME-0.SERVICE) (line 4)`,
+			`spec.volumeClaimTemplates[1].metadata.name: error: duplicate volume claim template name "www" (line 13)`,
+			`spec.volumeClaimTemplates[2].metadata.name: error: invalid value "Logs": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?') (line 15)`,
+			`spec.volumeClaimTemplates[2].spec.resources.requests.storage: error: a storage request is required (line 16)`}},
+		{"stateful set name leaves room for its pods' labels", "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: " + strings.Repeat("a", 53) + "}\nspec:\n  serviceName: web\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: nginx:1.25}]}\n", []string{
+			`metadata.name: error: invalid value "` + strings.Repeat("a", 53) + `": a StatefulSet name must be no more than 52 characters (line 3)`}},
 	}
 	for _, tt := range tests {
 		r := Parse("m.yaml", []byte(tt.manifest), Options{})

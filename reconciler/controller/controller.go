@@ -98,7 +98,9 @@ func Plan(in Input) Result {
 	p.collectGarbage()
 	p.deployments()
 	p.replicaSets()
+	p.statefulSets()
 	p.barePods()
+	p.persistentVolumes()
 	p.schedule()
 	return p.result()
 }
@@ -130,6 +132,7 @@ type planner struct {
 	events  []Event
 	requeue time.Duration
 	sched   *Scheduler
+	vols    *volumes // claims and volumes, built on first use (storage.go)
 }
 
 func newPlanner(in Input) *planner {
@@ -407,8 +410,13 @@ func (p *planner) putRS(rs *appsv1.ReplicaSet) {
 // deleteObject removes a cluster object other than a pod.
 func (p *planner) deleteObject(o manifest.Object) {
 	k := state.KeyOf(o)
-	if k.Kind == "ReplicaSet" {
+	switch {
+	case k.Kind == "ReplicaSet":
 		p.rss[k] = nil
+	case k.Kind == "PersistentVolumeClaim" && p.vols != nil:
+		p.vols.claims[k] = nil
+	case k.Kind == "PersistentVolume" && p.vols != nil:
+		p.vols.pvs[k.Name] = nil
 	}
 	delete(p.put, k)
 	if old := p.orig(k); old != nil && old.GetUID() == o.GetUID() {

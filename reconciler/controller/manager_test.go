@@ -19,7 +19,9 @@ func TestPlanIsDeterministic(t *testing.T) {
 	c := newCluster(t, nodes("n1", "n2", "n3")...)
 	c.sync(deploy("web", 6, "img:v1"), bare("solo", "img:v1"))
 	c.converge(nil)
-	c.sync(deploy("web", 6, "img:v2"), deploy("api", 4, "img:v1"), replicationController("rc", 3, nil, map[string]string{"app": "rc"}))
+	c.sync(deploy("web", 6, "img:v2"), deploy("api", 4, "img:v1"), replicationController("rc", 3, nil, map[string]string{"app": "rc"}),
+		statefulSet("db", 3, "img:v1", parallel, claimTemplate("data", "1Gi", nil), claimTemplate("logs", "1Gi", nil)),
+		volume("a", "1Gi"), volume("b", "1Gi"), claimOf("one", "1Gi"), claimOf("two", "1Gi"), bare("user", "img:v1", withClaim("two")))
 	in := c.input()
 	for range 3 {
 		a, b := in, in

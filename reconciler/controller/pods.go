@@ -22,7 +22,9 @@ import (
 // from the moment NodeNotReadySince reports; a pod tolerates it for its own
 // tolerationSeconds, else for the default toleration. Pods on an unreachable node are
 // removed with Force (the node cannot confirm, and removes them itself when it comes back
-// and no longer finds them placed on it), so their controllers replace them in this plan.
+// and no longer finds them placed on it), so their controllers replace them in this plan —
+// except a pod whose volume lives on that node (heldByVolume): it stays until the node
+// comes back or is removed.
 func (p *planner) evict() {
 	for _, k := range p.podKeys {
 		pod := p.pods[k]
@@ -46,6 +48,9 @@ func (p *planner) evict() {
 			if p.now.Before(at) {
 				p.after(at.Sub(p.now))
 				continue
+			}
+			if t.Key == corev1.TaintNodeUnreachable && p.heldByVolume(pod) {
+				break
 			}
 			if p.deletePod(pod, t.Key == corev1.TaintNodeUnreachable) {
 				p.event(pod, corev1.EventTypeNormal, "TaintManagerEviction",
@@ -257,7 +262,7 @@ func (p *planner) schedule() {
 		if pod == nil || pod.Spec.NodeName != "" || pod.DeletionTimestamp != nil {
 			continue
 		}
-		node, err := p.scheduler().Schedule(pod)
+		node, err := p.placePod(pod)
 		if err == nil {
 			c := pod.DeepCopy()
 			c.Spec.NodeName = node
@@ -266,6 +271,7 @@ func (p *planner) schedule() {
 			}}}
 			p.scheduler().Assume(c)
 			p.setPod(c)
+			p.bindPodClaims(c, node)
 			p.event(c, corev1.EventTypeNormal, "Scheduled",
 				fmt.Sprintf("Successfully assigned %s/%s to %s", c.Namespace, c.Name, node))
 			continue

@@ -126,7 +126,12 @@ func Schedule(st *state.State, pod *corev1.Pod, ready func(string) bool) (string
 
 // Schedule picks a node for pod, or returns a *FitError saying why none fits. It does not
 // record the placement: call Assume with the placed pod.
-func (s *Scheduler) Schedule(pod *corev1.Pod) (string, error) {
+func (s *Scheduler) Schedule(pod *corev1.Pod) (string, error) { return s.ScheduleWith(pod, nil) }
+
+// ScheduleWith is Schedule with one more filter, run on the nodes that pass the others (as
+// kube-scheduler runs VolumeBinding after them): it returns why a node does not fit, "" when
+// it does. nil: none.
+func (s *Scheduler) ScheduleWith(pod *corev1.Pod, filter func(*corev1.Node) string) (string, error) {
 	fe := &FitError{NumNodes: len(s.nodes), Reasons: map[string]int{}}
 	if len(s.nodes) == 0 {
 		return "", fe
@@ -143,6 +148,12 @@ func (s *Scheduler) Schedule(pod *corev1.Pod) (string, error) {
 				fe.Reasons[r]++
 			}
 			continue
+		}
+		if filter != nil {
+			if r := filter(n.node); r != "" {
+				fe.Reasons[r]++
+				continue
+			}
 		}
 		own := 0
 		if owner != "" {

@@ -26,10 +26,12 @@ const (
 	reasonPaused                     = "DeploymentPaused"
 )
 
-// WithStatus returns a copy of a Deployment, ReplicaSet or ReplicationController with its
-// .status computed from the pods in s at now, the way their Kubernetes controllers would
-// have written it (skiff never writes status to the log: it follows from the pods). Other
-// objects are returned as they are.
+// WithStatus returns a copy of a Deployment, ReplicaSet, ReplicationController or StatefulSet
+// with its .status computed from the pods in s at now, the way their Kubernetes controllers
+// would have written it (skiff never writes status to the log: it follows from the pods;
+// a StatefulSet's revisions come from its record), and a PersistentVolumeClaim or
+// PersistentVolume from git with the binding and phase the binder keeps on its cluster copy.
+// Other objects are returned as they are.
 //
 // Deployment conditions are estimated from timestamps in the state: Progressing times out
 // (ProgressDeadlineExceeded) when progressDeadlineSeconds passed since the last sign of
@@ -60,6 +62,12 @@ func WithStatus(s *state.State, now time.Time, o manifest.Object) manifest.Objec
 			AvailableReplicas: n.available, ObservedGeneration: o.Generation,
 		}
 		return c
+	case *appsv1.StatefulSet:
+		return statefulSetWithStatus(s, now, o)
+	case *corev1.PersistentVolumeClaim:
+		return claimWithStatus(s, o)
+	case *corev1.PersistentVolume:
+		return volumeWithStatus(s, o)
 	}
 	return o
 }

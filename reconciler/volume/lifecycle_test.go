@@ -244,8 +244,8 @@ func TestSetupUnsupported(t *testing.T) {
 		err    error
 		msg    string
 	}{
-		{name: "persistentVolumeClaim", source: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}},
-			err: ErrUnsupported, msg: `pod default/web-x: volume "v": persistentVolumeClaim volumes are not implemented yet`},
+		{name: "persistentVolumeClaim without a ClaimLookup", source: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}},
+			err: ErrUnsupported, msg: `pod default/web-x: volume "v": persistentVolumeClaim volumes need the cluster's claims and volumes, which this agent's lookup does not give`},
 		{name: "nfs", source: corev1.VolumeSource{NFS: &corev1.NFSVolumeSource{Server: "nas", Path: "/"}}, err: ErrUnsupported, msg: "nfs volumes are not supported"},
 		{name: "csi", source: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "x"}}, err: ErrUnsupported, msg: "csi volumes are not supported"},
 		{name: "no source", source: corev1.VolumeSource{}, err: ErrInvalid, msg: "no source"},

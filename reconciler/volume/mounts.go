@@ -15,8 +15,9 @@ import (
 
 // Mounts turns c's volumeMounts into host bind mounts. subPath and subPathExpr are resolved
 // here, on the host, and must stay inside their volume; a missing sub directory is created in
-// an emptyDir or hostPath volume, as kubelet does. configMap, secret, downwardAPI, projected
-// and gitRepo volumes are always read-only. Setup must have prepared the volumes.
+// an emptyDir, hostPath or persistentVolumeClaim volume, as kubelet does. configMap, secret,
+// downwardAPI, projected and gitRepo volumes are always read-only, a persistentVolumeClaim
+// volume when the pod says readOnly. Setup must have prepared the volumes.
 func (m *Manager) Mounts(pod *corev1.Pod, c *corev1.Container) ([]Mount, error) {
 	vols := make(map[string]*corev1.Volume, len(pod.Spec.Volumes))
 	for i := range pod.Spec.Volumes {
@@ -46,11 +47,16 @@ func (m *Manager) mount(pod *corev1.Pod, c *corev1.Container, vols map[string]*c
 		return Mount{}, err
 	}
 	var root string
-	if kind == typeHostPath {
+	switch kind {
+	case typeHostPath:
 		if root, err = m.hostPath(v.HostPath, false); err != nil {
 			return Mount{}, err
 		}
-	} else {
+	case typePVC:
+		if root, err = m.claimRoot(pod, v); err != nil {
+			return Mount{}, err
+		}
+	default:
 		root = m.volumeDir(pod.UID, kind, v.Name)
 		if _, err := os.Stat(root); err != nil {
 			return Mount{}, fmt.Errorf("%w: %v", ErrNotSetUp, err)
@@ -64,12 +70,13 @@ func (m *Manager) mount(pod *corev1.Pod, c *corev1.Container, vols map[string]*c
 	}
 	src := root
 	if sub != "" {
-		create := kind == typeEmptyDir || kind == typeHostPath
+		create := kind == typeEmptyDir || kind == typeHostPath || kind == typePVC
 		if src, err = resolveSubPath(root, sub, create); err != nil {
 			return Mount{}, err
 		}
 	}
-	return Mount{Source: src, Destination: vm.MountPath, ReadOnly: vm.ReadOnly || managedContent(kind)}, nil
+	readOnly := vm.ReadOnly || managedContent(kind) || (kind == typePVC && v.PersistentVolumeClaim.ReadOnly)
+	return Mount{Source: src, Destination: vm.MountPath, ReadOnly: readOnly}, nil
 }
 
 // resolveSubPath returns the host path of sub inside the volume at root, following symlinks

@@ -1,10 +1,13 @@
 // Package volume prepares a pod's volumes on the host, as kubelet's volume plugins do:
 // emptyDir (on disk or a tmpfs), hostPath behind an operator allow-list, configMap, secret,
 // downwardAPI and projected volumes written with Kubernetes' atomic ..data swap (secrets on
-// tmpfs), and gitRepo volumes served from the agent's own checkout.
+// tmpfs), gitRepo volumes served from the agent's own checkout, and persistentVolumeClaim
+// volumes: the directory of the PersistentVolume the claim is bound to (a provisioned one
+// under Config.VolumesDir, a hostPath or local one from git behind the allow-list).
 //
-// Everything for a pod lives under <Dir>/<uid>/volumes/<type>/<name>; Mounts turns a
-// container's volumeMounts into host bind mounts, and Teardown removes it all again.
+// Everything for a pod lives under <Dir>/<uid>/volumes/<type>/<name> (a claim's volume as a
+// symlink to its directory, which outlives the pod); Mounts turns a container's volumeMounts
+// into host bind mounts, and Teardown removes it all again.
 package volume
 
 import (
@@ -46,6 +49,7 @@ const (
 	typeProjected   = "projected"
 	typeGitRepo     = "git-repo"
 	typeHostPath    = "host-path" // never a directory of ours: the host's own path is mounted
+	typePVC         = "pvc"       // a symlink to the bound volume's directory
 )
 
 // Config configures a Manager.
@@ -58,6 +62,10 @@ type Config struct {
 	// limits a container does not set and to bound a memory emptyDir; nil = the host's CPUs
 	// and RAM.
 	Allocatable corev1.ResourceList
+	// VolumesDir holds the volumes skiff's provisioner made on this node, one directory per
+	// PersistentVolume (<VolumesDir>/<pv-name>; the agent's <data-dir>/volumes). Empty: a
+	// claim bound to a provisioned volume cannot be mounted.
+	VolumesDir string
 }
 
 // GitRepoSource checks out git repositories for gitRepo volumes.
@@ -68,7 +76,8 @@ type GitRepoSource interface {
 	Checkout(ctx context.Context, repo, revision string) (dir string, err error)
 }
 
-// Lookup finds the ConfigMaps and Secrets volumes refer to.
+// Lookup finds the ConfigMaps and Secrets volumes refer to. persistentVolumeClaim volumes
+// also need it to be a ClaimLookup.
 type Lookup interface {
 	ConfigMap(ns, name string) (*corev1.ConfigMap, bool)
 	Secret(ns, name string) (*corev1.Secret, bool)
@@ -138,7 +147,7 @@ func kindOf(v *corev1.Volume) (string, error) {
 	case s.GitRepo != nil:
 		return typeGitRepo, nil
 	case s.PersistentVolumeClaim != nil:
-		return "", fmt.Errorf("persistentVolumeClaim volumes are not implemented yet: %w", ErrUnsupported)
+		return typePVC, nil
 	}
 	// Name the source the manifest used, from its JSON field name.
 	rv, rt := reflect.ValueOf(s), reflect.TypeOf(s)
@@ -216,6 +225,8 @@ func (m *Manager) setup(ctx context.Context, pod *corev1.Pod, v *corev1.Volume, 
 		return false, err
 	case typeGitRepo:
 		return m.setupGitRepo(ctx, pod, v)
+	case typePVC:
+		return false, m.setupClaim(pod, v, lk)
 	}
 	p, tmpfs, err := m.payload(pod, v, lk)
 	if err != nil {
