@@ -19,6 +19,7 @@ var Implemented = map[string]bool{
 	"Secret":                true,
 	"Service":               true,
 	"Namespace":             true,
+	"Ingress":               true,
 	"StatefulSet":           true,
 	"PersistentVolumeClaim": true,
 	"PersistentVolume":      true,

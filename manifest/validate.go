@@ -568,6 +568,8 @@ func (v *validator) ingress(s *networkingv1.IngressSpec) {
 			}
 			if path.Path != "" && !strings.HasPrefix(path.Path, "/") || path.Path == "" && path.PathType != nil && *path.PathType != networkingv1.PathTypeImplementationSpecific {
 				v.errorf(pp.Child("path"), "invalid value %q: must be an absolute path", path.Path)
+			} else if path.PathType != nil && *path.PathType != networkingv1.PathTypeImplementationSpecific {
+				v.ingressPath(pp.Child("path"), path.Path)
 			}
 			v.ingressBackend(&path.Backend, pp.Child("backend"))
 		}
@@ -579,6 +581,20 @@ func (v *validator) ingress(s *networkingv1.IngressSpec) {
 		}
 		if t.SecretName != "" {
 			v.check(tp.Child("secretName"), t.SecretName, validation.IsDNS1123Subdomain(t.SecretName))
+		}
+	}
+}
+
+// ingressPath applies the API server's checks to an Exact or Prefix path.
+func (v *validator) ingressPath(p *field.Path, path string) {
+	for _, seq := range []string{"//", "/./", "/../", "%2f", "%2F"} {
+		if strings.Contains(path, seq) {
+			v.errorf(p, "invalid value %q: must not contain '%s'", path, seq)
+		}
+	}
+	for _, suffix := range []string{"/..", "/."} {
+		if strings.HasSuffix(path, suffix) {
+			v.errorf(p, "invalid value %q: cannot end with '%s'", path, suffix)
 		}
 	}
 }

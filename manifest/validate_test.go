@@ -198,10 +198,25 @@ spec:
       - path: api
         backend: {service: {name: api, port: {number: 80}}}
 `, []string{
-			`unsupported: kind Ingress is not implemented yet; object ignored (line 2)`,
 			`spec.rules[0].host: error: invalid value "10.0.0.1": must be a DNS name, not an IP address (line 6)`,
 			`spec.rules[0].http.paths[0].pathType: error: pathType is required: Exact, Prefix or ImplementationSpecific (line 9)`,
 			`spec.rules[0].http.paths[0].path: error: invalid value "api": must be an absolute path (line 9)`}},
+		{"ingress paths", `apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: i}
+spec:
+  rules:
+  - http:
+      paths:
+      - {path: /a//b, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
+      - {path: /a/.., pathType: Exact, backend: {service: {name: api, port: {number: 80}}}}
+      - {path: /a%2Fb, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
+      - {path: /a//b/.., pathType: ImplementationSpecific, backend: {service: {name: api, port: {number: 80}}}}
+      - {path: /ok/, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
+`, []string{
+			`spec.rules[0].http.paths[0].path: error: invalid value "/a//b": must not contain '//' (line 8)`,
+			`spec.rules[0].http.paths[1].path: error: invalid value "/a/..": cannot end with '/..' (line 9)`,
+			`spec.rules[0].http.paths[2].path: error: invalid value "/a%2Fb": must not contain '%2F' (line 10)`}},
 		{"tls secret", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\ndata: {tls.crt: Y2VydA==}\n", []string{
 			`data[tls.key]: error: a Secret of type kubernetes.io/tls needs key "tls.key" (line 5)`}},
 		{"secret data is base64", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {password: hunter2!}\n", []string{

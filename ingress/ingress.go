@@ -1,0 +1,418 @@
+package ingress
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/skiffhq/skiff/state"
+)
+
+// Config configures the ingress of one node.
+type Config struct {
+	HTTP, HTTPS string // listen host:port ("" = off)
+	// Class is the ingressClassName served (default "skiff"); Ingresses without a class are
+	// served too when DefaultClass is set.
+	Class        string
+	DefaultClass bool
+	// Issue returns a certificate from the cluster CA for hosts without one (kept in memory
+	// only). nil: such hosts have no certificate and their handshakes fail.
+	Issue func(hosts []string) (*tls.Certificate, error)
+	Log   *slog.Logger
+}
+
+// Server limits toward clients (tests shorten them on the Server).
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+	shutdownGrace     = 5 * time.Second
+	// renewEvery is how often certificates are checked when no snapshot arrives.
+	renewEvery = time.Hour
+)
+
+// Errors; check with errors.Is.
+var (
+	ErrStarted = errors.New("ingress already started")
+	ErrConfig  = errors.New("invalid ingress configuration")
+)
+
+// Server is the ingress of one node: an HTTP and an HTTPS listener routing by the current
+// table. Update swaps tables; requests already routed finish on the backend they found.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	tab       atomic.Pointer[table]
+	transport *http.Transport
+	buffers   bufferPool
+	errorLog  *log.Logger
+	stats     listenerStats
+	conns     sync.Map // net.Conn → *connInfo
+
+	mu          sync.Mutex // serialises compiles; guards what follows
+	last        *state.State
+	issued      map[string]*issued
+	secrets     map[[32]byte]*parsedSecret
+	nextSecrets map[[32]byte]*parsedSecret
+	eps         map[string]*endpoint
+	lastProblem map[string]bool
+
+	started                     bool
+	httpSrv, httpsSrv           *http.Server
+	httpAddr, httpsAddr         string
+	httpsPortSuffix             string // ":8443" in redirects, "" for 443
+	done                        chan struct{}
+	wg                          sync.WaitGroup
+	readHeaderTimeout, idleTime time.Duration
+	maxHeaderBytes              int
+}
+
+// New checks the configuration and returns a server that listens once started.
+func New(cfg Config) (*Server, error) {
+	if cfg.Class == "" {
+		cfg.Class = "skiff"
+	}
+	for _, a := range []struct{ name, v string }{{"http", cfg.HTTP}, {"https", cfg.HTTPS}} {
+		if a.v == "" {
+			continue
+		}
+		_, port, err := net.SplitHostPort(a.v)
+		if err == nil {
+			_, err = strconv.ParseUint(port, 10, 16)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s listen address %q is not host:port", ErrConfig, a.name, a.v)
+		}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Log.With("component", "ingress"),
+		transport:         newTransport(),
+		issued:            map[string]*issued{},
+		secrets:           map[[32]byte]*parsedSecret{},
+		eps:               map[string]*endpoint{},
+		lastProblem:       map[string]bool{},
+		done:              make(chan struct{}),
+		readHeaderTimeout: readHeaderTimeout,
+		idleTime:          idleTimeout,
+		maxHeaderBytes:    maxHeaderBytes,
+	}
+	s.errorLog = log.New(errorLogWriter{s}, "", 0)
+	return s, nil
+}
+
+// Start binds the listeners and serves in the background. ctx bounds the binding; the
+// server runs until Stop.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return ErrStarted
+	}
+	var lc net.ListenConfig
+	var httpsLn net.Listener
+	if s.cfg.HTTPS != "" {
+		ln, err := lc.Listen(ctx, "tcp", s.cfg.HTTPS)
+		if err != nil {
+			return fmt.Errorf("ingress https: %w", err)
+		}
+		httpsLn = ln
+		s.httpsAddr = ln.Addr().String()
+		if _, port, _ := net.SplitHostPort(s.httpsAddr); port != "443" {
+			s.httpsPortSuffix = ":" + port
+		}
+		s.httpsSrv = s.newHTTPServer()
+		s.httpsSrv.TLSConfig = &tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			CipherSuites:   tls12Suites,
+			NextProtos:     []string{"h2", "http/1.1"},
+			GetCertificate: s.getCertificate,
+		}
+	}
+	if s.cfg.HTTP != "" {
+		ln, err := lc.Listen(ctx, "tcp", s.cfg.HTTP)
+		if err != nil {
+			if httpsLn != nil {
+				httpsLn.Close()
+			}
+			return fmt.Errorf("ingress http: %w", err)
+		}
+		s.httpAddr = ln.Addr().String()
+		s.httpSrv = s.newHTTPServer()
+		s.serve("http", func() error { return s.httpSrv.Serve(ln) })
+	}
+	if httpsLn != nil {
+		s.serve("https", func() error { return s.httpsSrv.ServeTLS(httpsLn, "", "") })
+	}
+	s.started = true
+	s.wg.Add(1)
+	go s.renewLoop(ctx)
+	s.log.Info("ingress listening", "http", s.httpAddr, "https", s.httpsAddr, "class", s.cfg.Class, "defaultClass", s.cfg.DefaultClass)
+	return nil
+}
+
+func (s *Server) serve(name string, run func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := run(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("ingress listener stopped", "listener", name, "err", err)
+		}
+	}()
+}
+
+func (s *Server) newHTTPServer() *http.Server {
+	return &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.readHeaderTimeout,
+		IdleTimeout:       s.idleTime,
+		MaxHeaderBytes:    s.maxHeaderBytes,
+		ErrorLog:          s.errorLog,
+		ConnContext:       s.connContext,
+		ConnState:         s.connState,
+	}
+}
+
+// renewLoop recompiles the last snapshot now and then, so certificates from the cluster
+// CA are renewed and expired Secrets reported even when no snapshot arrives.
+func (s *Server) renewLoop(ctx context.Context) {
+	defer s.wg.Done()
+	t := time.NewTicker(renewEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.mu.Lock()
+			last := s.last
+			s.mu.Unlock()
+			if last != nil {
+				s.Update(last)
+			}
+		}
+	}
+}
+
+// Stop closes the listeners, lets requests in flight finish for a few seconds, then
+// closes what is left.
+func (s *Server) Stop() error {
+	s.mu.Lock()
+	if !s.started {
+		s.mu.Unlock()
+		return nil
+	}
+	s.started = false
+	close(s.done)
+	srvs := []*http.Server{s.httpSrv, s.httpsSrv}
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	var errs []error
+	for _, srv := range srvs {
+		if srv == nil {
+			continue
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			errs = append(errs, srv.Close())
+		}
+	}
+	s.wg.Wait()
+	s.transport.CloseIdleConnections()
+	return errors.Join(errs...)
+}
+
+// HTTPAddr is the bound address of the HTTP listener ("" when off or not started).
+func (s *Server) HTTPAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.httpAddr
+}
+
+// HTTPSAddr is the bound address of the HTTPS listener ("" when off or not started).
+func (s *Server) HTTPSAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.httpsAddr
+}
+
+// Update compiles a snapshot (routes, backends, certificates) and swaps it in atomically.
+// Call it with every snapshot.
+func (s *Server) Update(st *state.State) {
+	if st == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.compile(st, time.Now())
+	s.last = st
+	s.tab.Store(t)
+	s.logProblems(t)
+}
+
+// logProblems logs the problems that are new in this table.
+func (s *Server) logProblems(t *table) {
+	now := map[string]bool{}
+	for _, h := range t.status {
+		for _, p := range h.Problems {
+			key := h.Host + "\x00" + p
+			now[key] = true
+			if !s.lastProblem[key] {
+				s.log.Warn("ingress problem", "host", h.Host, "problem", p)
+			}
+		}
+	}
+	s.lastProblem = now
+}
+
+// Status reports every host: its Ingresses, routes, certificate and problems. The first
+// entry is DefaultHost, which also carries the listeners' problems (unknown or invalid SNI,
+// failed handshakes, connections that never sent a complete request).
+func (s *Server) Status() []HostStatus {
+	t := s.tab.Load()
+	var out []HostStatus
+	if t == nil {
+		out = []HostStatus{{Host: DefaultHost, Problems: []string{"no cluster state yet: every request gets 503"}}}
+	} else {
+		out = append(out, t.status...)
+		out[0].Problems = append([]string(nil), out[0].Problems...)
+		if !t.synced {
+			out[0].Problems = append(out[0].Problems, "this node has never synced a commit: every request gets 503")
+		}
+	}
+	out[0].Problems = append(out[0].Problems, s.listenerProblems()...)
+	return out
+}
+
+// ServeHTTP routes one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if ci, _ := r.Context().Value(connKey{}).(*connInfo); ci != nil && !ci.served.Load() {
+		ci.served.Store(true)
+	}
+	t := s.tab.Load()
+	if t == nil || !t.synced {
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "503 service unavailable: this node has not synced the cluster state yet", http.StatusServiceUnavailable)
+		return
+	}
+	host := normalHost(r.Host)
+	if r.TLS == nil && t.redirects(host) {
+		http.Redirect(w, r, "https://"+host+s.httpsPortSuffix+r.URL.RequestURI(), http.StatusPermanentRedirect)
+		return
+	}
+	rt := t.match(host, r.URL.Path)
+	if rt == nil {
+		http.Error(w, "404 page not found", http.StatusNotFound)
+		return
+	}
+	if rt.backend.proxy == nil {
+		http.Error(w, "503 service unavailable: no ready backend", http.StatusServiceUnavailable)
+		return
+	}
+	rt.backend.proxy.ServeHTTP(w, r)
+}
+
+func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	proxyError(s.log.Debug)(w, r, err)
+}
+
+// --- listener problems ---
+
+// counter counts one kind of event and keeps the last detail.
+type counter struct {
+	n    atomic.Uint64
+	last atomic.Pointer[string]
+}
+
+func (c *counter) note(detail string) {
+	c.n.Add(1)
+	c.last.Store(&detail)
+}
+
+func (c *counter) get() (uint64, string) {
+	n := c.n.Load()
+	if p := c.last.Load(); p != nil {
+		return n, *p
+	}
+	return n, ""
+}
+
+type listenerStats struct {
+	unknownSNI, invalidSNI, handshake, incomplete counter
+}
+
+func (s *Server) listenerProblems() []string {
+	ls := &s.stats
+	var out []string
+	if n, last := ls.invalidSNI.get(); n > 0 {
+		out = append(out, fmt.Sprintf("%d TLS handshakes refused for an invalid SNI (last %q)", n, last))
+	}
+	if n, last := ls.unknownSNI.get(); n > 0 {
+		out = append(out, fmt.Sprintf("%d TLS handshakes named a host no Ingress serves (last %q); they got the default certificate", n, last))
+	}
+	if n, last := ls.handshake.get(); n > 0 {
+		out = append(out, fmt.Sprintf("%d TLS handshakes failed (last: %s)", n, last))
+	}
+	if n, last := ls.incomplete.get(); n > 0 {
+		out = append(out, fmt.Sprintf("%d connections closed before sending a complete request: too slow (over %s for the headers), headers over %d KiB, malformed, or idle (last from %s)",
+			n, s.readHeaderTimeout, s.maxHeaderBytes>>10, last))
+	}
+	return out
+}
+
+type connKey struct{}
+
+// connInfo follows one client connection, to count those that never made a request.
+type connInfo struct{ served atomic.Bool }
+
+func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
+	ci := &connInfo{}
+	s.conns.Store(c, ci)
+	return context.WithValue(ctx, connKey{}, ci)
+}
+
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	if st != http.StateClosed && st != http.StateHijacked {
+		return
+	}
+	v, ok := s.conns.LoadAndDelete(c)
+	if !ok || st == http.StateHijacked || v.(*connInfo).served.Load() {
+		return
+	}
+	if tc, isTLS := c.(*tls.Conn); isTLS && !tc.ConnectionState().HandshakeComplete {
+		return // counted as a failed handshake
+	}
+	s.stats.incomplete.note(c.RemoteAddr().String())
+}
+
+// errorLogWriter receives net/http's own log lines: failed TLS handshakes are counted for
+// Status, the rest go to the debug log.
+type errorLogWriter struct{ s *Server }
+
+var handshakePrefix = []byte("http: TLS handshake error from ")
+
+func (w errorLogWriter) Write(p []byte) (int, error) {
+	line := bytes.TrimSpace(p)
+	if rest, ok := bytes.CutPrefix(line, handshakePrefix); ok {
+		if !bytes.Contains(rest, []byte("invalid SNI")) { // counted where it was refused
+			w.s.stats.handshake.note(string(rest))
+		}
+		return len(p), nil
+	}
+	w.s.log.Debug(string(line))
+	return len(p), nil
+}
