@@ -165,7 +165,7 @@ func ordinalOf(set *appsv1.StatefulSet, pod *corev1.Pod) int {
 		return -1
 	}
 	ord, err := strconv.Atoi(s)
-	if err != nil || ord < 0 {
+	if err != nil || ord < 0 || strconv.Itoa(ord) != s {
 		return -1
 	}
 	return ord

@@ -429,3 +429,13 @@ func TestStatefulSetStatus(t *testing.T) {
 		t.Errorf("status with web-1 stuck updating = %s %+v; want 2/1/1/1/1, revisions apart, observed", got, st)
 	}
 }
+
+func TestOrdinalOf(t *testing.T) {
+	set := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "web"}}
+	for name, want := range map[string]int{"web-0": 0, "web-12": 12, "web-": -1, "web-01": -1, "web-+1": -1, "web-x": -1,
+		"web-1-2": -1, "webby-1": -1, "api-1": -1, "web--1": -1} {
+		if got := ordinalOf(set, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}}); got != want {
+			t.Errorf("ordinalOf(%q) = %d; want %d", name, got, want)
+		}
+	}
+}

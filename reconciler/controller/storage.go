@@ -404,6 +404,9 @@ func (p *planner) mirrorVolumes() {
 		want.Status = cur.Status
 		if cur.Spec.ClaimRef != nil && cur.Spec.ClaimRef.UID != "" {
 			want.Spec.ClaimRef = cur.Spec.ClaimRef // skiff's binding
+			if v, ok := cur.Annotations[AnnotationBoundByController]; ok {
+				want.Annotations[AnnotationBoundByController] = v
+			}
 		}
 		if cur.Status.Phase == corev1.VolumeReleased && cur.Annotations[AnnotationGitGeneration] != want.Annotations[AnnotationGitGeneration] {
 			// Changed in git: the operator made it available again.

@@ -455,6 +455,9 @@ func TestStorageWithStatus(t *testing.T) {
 			wait.Status.Phase, wait.Annotations, wait.Spec.StorageClassName, DefaultStorageClass)
 	}
 	pv := get("PersistentVolume", "", "a").(*corev1.PersistentVolume)
+	if cp := c.volumeObj("a"); cp.Annotations[AnnotationBoundByController] != "yes" || cp.Annotations[AnnotationGitUID] == "" {
+		t.Errorf("cluster copy of volume a annotations = %v; want the git UID and bound-by-controller kept", cp.Annotations)
+	}
 	if pv.Status.Phase != corev1.VolumeBound || pv.Spec.ClaimRef == nil || pv.Spec.ClaimRef.Name != "data" {
 		t.Errorf("WithStatus(volume a) = %s %v; want Bound to data", pv.Status.Phase, pv.Spec.ClaimRef)
 	}
