@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"path"
@@ -860,6 +861,35 @@ func Volume(s *state.State, name string) (*corev1.PersistentVolume, bool) {
 		return o.(*corev1.PersistentVolume), true
 	}
 	return nil, false
+}
+
+// Claims lists the claims of namespace ns ("" for all) as the binder keeps them, for
+// `skiff get pvc`: every cluster claim (the copies of git's, and the StatefulSets'), plus a
+// git claim not copied yet, as Claim returns it; sorted by namespace and name.
+func Claims(s *state.State, ns string) []*corev1.PersistentVolumeClaim {
+	out := state.Typed[*corev1.PersistentVolumeClaim](s.Cluster.List("PersistentVolumeClaim", ns))
+	for _, g := range s.Git.List("PersistentVolumeClaim", ns) {
+		if _, copied := s.Cluster.Get(state.KeyOf(g)); !copied {
+			c, _ := Claim(s, g.GetNamespace(), g.GetName())
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b *corev1.PersistentVolumeClaim) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	return out
+}
+
+// Volumes lists the PersistentVolumes as the binder keeps them (see Claims), sorted by name.
+func Volumes(s *state.State) []*corev1.PersistentVolume {
+	out := state.Typed[*corev1.PersistentVolume](s.Cluster.List("PersistentVolume", ""))
+	for _, g := range state.Typed[*corev1.PersistentVolume](s.Git.List("PersistentVolume", "")) {
+		if _, copied := s.Cluster.Get(state.KeyOf(g)); !copied {
+			out = append(out, volumeWithStatus(s, g))
+		}
+	}
+	slices.SortFunc(out, func(a, b *corev1.PersistentVolume) int { return cmp.Compare(a.Name, b.Name) })
+	return out
 }
 
 // claimWithStatus returns a git claim with the binding and status of its cluster copy.

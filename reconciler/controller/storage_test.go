@@ -467,6 +467,27 @@ func TestStorageWithStatus(t *testing.T) {
 	if v, ok := Volume(c.state(), "a"); !ok || v.Status.Phase != corev1.VolumeBound {
 		t.Errorf("Volume(a) = %v, %v; want the bound copy", v, ok)
 	}
+	var names []string
+	for _, cl := range Claims(c.state(), "") {
+		names = append(names, cl.Name+"="+string(cl.Status.Phase))
+	}
+	for _, v := range Volumes(c.state()) {
+		names = append(names, v.Name+"="+string(v.Status.Phase))
+	}
+	if got := strings.Join(names, " "); got != "data=Bound wait=Pending a=Bound" {
+		t.Errorf("Claims, Volumes = %s; want data=Bound wait=Pending a=Bound", got)
+	}
+	c.sync(volume("a", "5Gi"), claimOf("data", "1Gi"), claimOf("wait", "1Gi", claimClassOf(nil)), claimOf("new", "1Gi"), volume("b", "1Gi"))
+	names = nil
+	for _, cl := range Claims(c.state(), "default") {
+		names = append(names, cl.Name+"="+string(cl.Status.Phase))
+	}
+	for _, v := range Volumes(c.state()) {
+		names = append(names, v.Name+"="+string(v.Status.Phase))
+	}
+	if got := strings.Join(names, " "); got != "data=Bound new=Pending wait=Pending a=Bound b=Pending" {
+		t.Errorf("Claims, Volumes before the binder saw the commit = %s; want the new ones listed as written, Pending", got)
+	}
 	if _, ok := Claim(c.state(), "default", "nope"); ok {
 		t.Errorf("Claim(nope) found; want none")
 	}
