@@ -250,7 +250,18 @@ func (n *Node) sync(ctx context.Context, runtimePods []Pod) {
 		return
 	}
 	for _, rp := range runtimePods {
-		if rp.Node != n.cfg.NodeName || known[types.UID(rp.UID)] {
+		if rp.Node != n.cfg.NodeName {
+			continue
+		}
+		if known[types.UID(rp.UID)] {
+			n.mu.Lock()
+			if w := n.workers[types.UID(rp.UID)]; w != nil {
+				w.observe(rp)
+				if !rp.Running {
+					w.wake()
+				}
+			}
+			n.mu.Unlock()
 			continue
 		}
 		n.log.Info("removing orphan pod", "pod", rp.Namespace+"/"+rp.Name, "uid", rp.UID)

@@ -40,6 +40,7 @@ type podWorker struct {
 	commit   string      // live commit the pod was last seen with (ConfigMap changes)
 	isGone   bool        // the pod left the state without a graceful termination
 	podDirty bool
+	listed   *Pod // the sandbox as the runtime last listed it, not yet looked at
 
 	sandbox    *Pod
 	ctrs       map[string]*ctr
@@ -136,6 +137,29 @@ func (w *podWorker) wake() {
 	}
 }
 
+// observe records the sandbox as the runtime last listed it (running, IP).
+func (w *podWorker) observe(rp Pod) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.listed = &rp
+}
+
+// sandboxRunning reports whether the sandbox runs, by the newest listing when it is newer
+// than what the worker knows.
+func (w *podWorker) sandboxRunning() bool {
+	w.mu.Lock()
+	listed := w.listed
+	w.listed = nil
+	w.mu.Unlock()
+	if listed != nil && listed.ID == w.sandbox.ID {
+		w.sandbox.Running = listed.Running
+		if listed.IP != "" {
+			w.sandbox.IP = listed.IP
+		}
+	}
+	return w.sandbox.Running
+}
+
 // update hands the worker the pod's newest version; it wakes only if something other
 // than the status (which this worker wrote itself) changed.
 func (w *podWorker) update(p *corev1.Pod, commit string) {
@@ -223,7 +247,9 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 		w.lastCommit = s.Live.Hash
 	}
 
-	if w.sandbox == nil {
+	if w.sandbox == nil || !w.sandboxRunning() {
+		// A new pod, or one whose sandbox died (a node reboot): (re)start the sandbox;
+		// its containers are restarted below, counting restarts, as the kubelet does.
 		sb, err := w.n.cfg.Runtime.CreatePod(ctx, w.n.podConfig(pod))
 		if err != nil {
 			w.warn(pod, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
