@@ -87,9 +87,10 @@ func clusterStore(t testing.TB) *state.MemStore {
 
 // upstream is a fake resolver on loopback (UDP and TCP on one port) that counts queries.
 type upstream struct {
-	addr string
-	mu   sync.Mutex
-	seen map[string]int // "name type net" → queries
+	addr    string
+	release chan struct{} // slow.example.com is answered once this is closed
+	mu      sync.Mutex
+	seen    map[string]int // "name type net" → queries
 }
 
 func (u *upstream) count(name string, qtype uint16, network string) int {
@@ -99,10 +100,11 @@ func (u *upstream) count(name string, qtype uint16, network string) int {
 }
 
 // startUpstream answers www.example.com A 192.0.2.53 (TTL 300), big.example.com TXT with
-// more than fits a UDP answer, and NXDOMAIN with example.com's SOA for anything else.
+// more than fits a UDP answer, slow.example.com once release is closed, and NXDOMAIN with
+// example.com's SOA for anything else.
 func startUpstream(t testing.TB) *upstream {
 	t.Helper()
-	u := &upstream{seen: map[string]int{}}
+	u := &upstream{seen: map[string]int{}, release: make(chan struct{})}
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		q := r.Question[0]
 		network := "udp"
@@ -112,6 +114,12 @@ func startUpstream(t testing.TB) *upstream {
 		u.mu.Lock()
 		u.seen[strings.ToLower(q.Name)+" "+dns.TypeToString[q.Qtype]+" "+network]++
 		u.mu.Unlock()
+		if strings.EqualFold(q.Name, "slow.example.com.") {
+			select {
+			case <-u.release:
+			case <-time.After(10 * time.Second):
+			}
+		}
 		m := new(dns.Msg)
 		m.SetReply(r)
 		switch {
@@ -135,13 +143,19 @@ func startUpstream(t testing.TB) *upstream {
 		m.Truncate(size)
 		_ = w.WriteMsg(m)
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
+	var pc net.PacketConn
+	var l net.Listener
+	for attempt := 0; l == nil; attempt++ { // the UDP port may be taken for TCP: another one
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err != nil {
+			pc.Close()
+			if attempt == 10 {
+				t.Fatal(err)
+			}
+		}
 	}
 	u.addr = pc.LocalAddr().String()
 	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: l, Handler: handler}} {
@@ -165,6 +179,21 @@ type testServer struct {
 	*Server
 	clock *fakeClock
 }
+
+// Target is where a client reaches the server: its address, loopback for a wildcard one.
+func (s testServer) Target() string {
+	host, port, _ := net.SplitHostPort(s.Addr())
+	if ip, err := netip.ParseAddr(host); err != nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// listenAddrs are the two ways dnsd serves UDP: on a specific address its own loop, on a
+// wildcard address miekg/dns's server.
+var listenAddrs = []string{"127.0.0.1:0", "0.0.0.0:0"}
+
+func listenOn(addr string) func(*Config) { return func(c *Config) { c.Addr = addr } }
 
 // startServer starts dnsd on a loopback high port with the fake upstream, loaded with st
 // when it is not nil. Its cache runs on a fake clock, so forwarded TTLs are exact.

@@ -8,10 +8,10 @@ import (
 	"github.com/miekg/dns"
 )
 
-// FuzzServeDNS feeds raw packets through what the server does with one (header check,
-// accept, unpack) and the whole handler chain, over UDP and TCP, with a stub upstream. A
-// packet may get no answer; an answer must be one, pack, fit the transport and match the
-// query. Seeds live in testdata/fuzz/FuzzServeDNS.
+// FuzzServeDNS feeds raw packets through what the UDP loop does with one (parsePacket:
+// header check, accept, unpack) and the whole handler chain, as UDP, TCP and a refused
+// client, with a stub upstream. A packet may get no answer; an answer must be one, pack,
+// fit the transport and match the query. Seeds live in testdata/fuzz/FuzzServeDNS.
 func FuzzServeDNS(f *testing.F) {
 	for _, tc := range lookupCases[:8] {
 		m := question(tc.Qname, tc.Qtype)
@@ -33,9 +33,15 @@ func FuzzServeDNS(f *testing.F) {
 		return m, nil
 	}
 	f.Fuzz(func(t *testing.T, packet []byte) {
-		r := new(dns.Msg)
-		if err := r.Unpack(packet); err != nil {
-			return // the server answers FORMERR itself, without dnsd's handlers
+		r, reject := parsePacket(packet)
+		if reject != nil {
+			if _, err := reject.Pack(); err != nil || reject.Rcode == dns.RcodeSuccess {
+				t.Fatalf("bad error answer %v: %v", reject, err)
+			}
+			return
+		}
+		if r == nil {
+			return // no answer is due
 		}
 		for _, remote := range []net.Addr{
 			&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5353},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 )
@@ -107,9 +108,11 @@ func isTCP(a net.Addr) bool {
 	return ok
 }
 
-// acl refuses clients outside the allowed prefixes: dnsd is not an open resolver.
+// acl refuses clients outside the allowed prefixes and the cluster's node addresses (from
+// the current table): dnsd is not an open resolver.
 type acl struct {
 	Allow []netip.Prefix
+	table *atomic.Pointer[table]
 	Next  Handler
 }
 
@@ -137,7 +140,8 @@ func (a acl) allowed(addr net.Addr) bool {
 			return true
 		}
 	}
-	return false
+	t := a.table.Load()
+	return t != nil && t.nodes[ip]
 }
 
 // capture is a ResponseWriter that keeps the response instead of sending it: the cache

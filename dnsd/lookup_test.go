@@ -147,13 +147,16 @@ var lookupCases = []lookupCase{
 
 func TestLookup(t *testing.T) {
 	up := startUpstream(t)
-	s := startServer(t, up, clusterStore(t).State())
-	for _, network := range []string{"udp", "tcp"} {
-		for _, tc := range lookupCases {
-			t.Run(fmt.Sprintf("%s/%s/%s", network, dns.TypeToString[tc.Qtype], tc.Qname), func(t *testing.T) {
-				r := query(t, network, s.Addr(), question(tc.Qname, tc.Qtype))
-				check(t, tc, r)
-			})
+	st := clusterStore(t).State()
+	for _, listen := range listenAddrs {
+		s := startServer(t, up, st, listenOn(listen))
+		for _, network := range []string{"udp", "tcp"} {
+			for _, tc := range lookupCases {
+				t.Run(fmt.Sprintf("%s/%s/%s/%s", listen, network, dns.TypeToString[tc.Qtype], tc.Qname), func(t *testing.T) {
+					r := query(t, network, s.Target(), question(tc.Qname, tc.Qtype))
+					check(t, tc, r)
+				})
+			}
 		}
 	}
 }

@@ -58,10 +58,13 @@ var (
 
 // Config configures a Server.
 type Config struct {
-	Addr      string         // host:port, UDP and TCP
-	Domain    string         // cluster zone; default "cluster.local"
-	Upstreams []string       // resolvers for other names ("ip:port" or "ip"); empty = /etc/resolv.conf
-	Allow     []netip.Prefix // clients answered (pod CIDR, service CIDR, node addresses, loopback); others get REFUSED. Empty = loopback only
+	Addr      string   // host:port, UDP and TCP
+	Domain    string   // cluster zone; default "cluster.local"
+	Upstreams []string // resolvers for other names ("ip:port" or "ip"); empty = /etc/resolv.conf
+	// Allow are the clients answered (pod CIDR, service CIDR, loopback); the addresses of the
+	// cluster's nodes, from each snapshot, are allowed too. Others get REFUSED. Empty =
+	// loopback only (and the nodes).
+	Allow []netip.Prefix
 	// Networks are the service and pod CIDRs: dnsd is authoritative for their reverse zones
 	// (an unknown address there is NXDOMAIN). Other reverse names are forwarded.
 	Networks  []netip.Prefix
@@ -88,11 +91,14 @@ type Server struct {
 	handler  Handler
 	cache    *cache
 	forward  *forward
+	reverse  *reverseZone
 	clashes  atomic.Pointer[string] // last logged port clashes, to log a change once
 	updating sync.Mutex             // one Update at a time
 
 	mu      sync.Mutex
 	servers []*dns.Server
+	udp     []*net.UDPConn // served by serveUDP
+	wg      sync.WaitGroup // serveUDP loops and the queries they handed to goroutines
 	addr    string
 	cancel  context.CancelFunc
 	ctx     context.Context
@@ -136,9 +142,9 @@ func New(cfg Config) (*Server, error) {
 		s.cache = newCache(cfg.CacheSize, s.forward)
 		outside = s.cache
 	}
-	reverse := &reverseZone{table: &s.table, networks: reverseNets(cfg.Networks, zone, cfg.TTL), Next: outside}
-	cluster := &clusterZone{zone: zone, dotZone: "." + zone, table: &s.table, Upstream: outside, Next: reverse}
-	s.handler = head{Next: acl{Allow: cfg.Allow, Next: cluster}}
+	s.reverse = &reverseZone{table: &s.table, networks: reverseNets(cfg.Networks, zone, cfg.TTL), Next: outside}
+	cluster := &clusterZone{zone: zone, dotZone: "." + zone, table: &s.table, Upstream: outside, Next: s.reverse}
+	s.handler = head{Next: acl{Allow: cfg.Allow, table: &s.table, Next: cluster}}
 	return s, nil
 }
 
@@ -220,29 +226,24 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.servers != nil {
 		return ErrStarted
 	}
-	var plain net.ListenConfig // TCP without SO_REUSEPORT: binding fails when the port is taken
-	tcp, err := plain.Listen(ctx, "tcp", s.cfg.Addr)
+	tcp, conns, err := listen(ctx, s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("dnsd: listen tcp %s: %w", s.cfg.Addr, err)
+		return err
 	}
-	addr := tcp.Addr().String() // the port the kernel chose for ":0"
-	lc := net.ListenConfig{Control: reusePort}
-	conns := []net.PacketConn{}
-	for range max(1, runtime.GOMAXPROCS(0)) {
-		pc, err := lc.ListenPacket(ctx, "udp", addr)
-		if err != nil {
-			tcp.Close()
-			for _, c := range conns {
-				c.Close()
-			}
-			return fmt.Errorf("dnsd: listen udp %s: %w", addr, err)
-		}
-		conns = append(conns, pc)
-	}
+	addr := tcp.Addr().String()
 	s.addr = addr
 	s.servers = append(s.servers, &dns.Server{Listener: tcp, Handler: s, ReadTimeout: 5 * time.Second})
-	for _, pc := range conns {
-		s.servers = append(s.servers, &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.MaxMsgSize})
+	host, _, _ := net.SplitHostPort(addr)
+	if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
+		for _, pc := range conns {
+			s.udp = append(s.udp, pc.(*net.UDPConn))
+			s.wg.Add(1)
+			go s.serveUDP(pc.(*net.UDPConn))
+		}
+	} else {
+		for _, pc := range conns {
+			s.servers = append(s.servers, &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.MaxMsgSize})
+		}
 	}
 	for _, srv := range s.servers {
 		go func() {
@@ -262,6 +263,40 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
+// listen binds TCP on addr, then one UDP socket per CPU on the same port (SO_REUSEPORT).
+// For port 0 the kernel picks the TCP port; when that port is taken for UDP it tries again.
+func listen(ctx context.Context, addr string) (net.Listener, []net.PacketConn, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	for attempt := 0; ; attempt++ {
+		var plain net.ListenConfig // TCP without SO_REUSEPORT: binding fails when the port is taken
+		tcp, err := plain.Listen(ctx, "tcp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dnsd: listen tcp %s: %w", addr, err)
+		}
+		bound := tcp.Addr().String()
+		lc := net.ListenConfig{Control: reusePort}
+		var conns []net.PacketConn
+		for range max(1, runtime.GOMAXPROCS(0)) {
+			pc, err := lc.ListenPacket(ctx, "udp", bound)
+			if err != nil {
+				tcp.Close()
+				for _, c := range conns {
+					c.Close()
+				}
+				conns = nil
+				if port == "0" && attempt < 10 && errors.Is(err, syscall.EADDRINUSE) {
+					break
+				}
+				return nil, nil, fmt.Errorf("dnsd: listen udp %s: %w", bound, err)
+			}
+			conns = append(conns, pc)
+		}
+		if len(conns) == max(1, runtime.GOMAXPROCS(0)) {
+			return tcp, conns, nil
+		}
+	}
+}
+
 // Addr returns the address the server listens on (with the port chosen for ":0").
 func (s *Server) Addr() string {
 	s.mu.Lock()
@@ -273,18 +308,24 @@ func (s *Server) Addr() string {
 // cancelled.
 func (s *Server) Stop() error {
 	s.mu.Lock()
-	servers := s.servers
-	s.servers = []*dns.Server{} // not nil: a stopped server does not start again
+	servers, udp := s.servers, s.udp
+	s.servers, s.udp = []*dns.Server{}, nil // not nil: a stopped server does not start again
 	s.mu.Unlock()
 	s.cancel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var errs []error
+	for _, c := range udp {
+		if err := c.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, srv := range servers {
 		if err := srv.ShutdownContext(ctx); err != nil && !strings.Contains(err.Error(), "not started") {
 			errs = append(errs, err)
 		}
 	}
+	s.wg.Wait()
 	return errors.Join(errs...)
 }
 

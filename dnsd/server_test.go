@@ -15,8 +15,11 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skiffhq/skiff/dnsd/dnstest"
+	"github.com/skiffhq/skiff/manifest"
 	"github.com/skiffhq/skiff/state"
 )
 
@@ -59,10 +62,17 @@ func TestServfailBeforeSync(t *testing.T) {
 	}
 }
 
-// Clients outside Allow get REFUSED for every name: dnsd is not an open resolver.
+// Clients outside Allow and the nodes get REFUSED for every name: dnsd is not an open
+// resolver.
 func TestRefusedOutsideAllow(t *testing.T) {
 	up := startUpstream(t)
-	s := startServer(t, up, clusterStore(t).State(), func(c *Config) {
+	m := clusterStore(t)
+	node := &corev1.Node{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Node"}, ObjectMeta: metav1.ObjectMeta{Name: "n2"},
+		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.3"}}}}
+	if err := m.Apply(t.Context(), &state.Command{Put: state.Wrap[manifest.Object](node)}); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, up, m.State(), func(c *Config) {
 		c.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})
 	tests := []struct {
@@ -75,6 +85,7 @@ func TestRefusedOutsideAllow(t *testing.T) {
 		{"127.0.0.2", "1.0.43.10.in-addr.arpa.", dns.RcodeRefused},
 		{"127.0.0.1", "kubernetes.default.svc.cluster.local.", dns.RcodeSuccess},
 		{"127.0.0.1", "www.example.com.", dns.RcodeSuccess},
+		{"127.0.0.3", "kubernetes.default.svc.cluster.local.", dns.RcodeSuccess}, // a node
 	}
 	for _, network := range []string{"udp", "tcp"} {
 		for _, tc := range tests {
@@ -199,6 +210,56 @@ func TestForwardFailure(t *testing.T) {
 	}
 }
 
+// A query waiting on a slow upstream holds up nothing else: cluster names are answered
+// meanwhile on the same socket, from the same client.
+func TestSlowUpstreamBlocksNothing(t *testing.T) {
+	up := startUpstream(t)
+	for _, listen := range listenAddrs {
+		s := startServer(t, up, clusterStore(t).State(), listenOn(listen))
+		conn, err := net.Dial("udp", s.Target())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		send := func(id uint16, name string) {
+			m := question(name, dns.TypeA)
+			m.Id = id
+			b, _ := m.Pack()
+			if _, err := conn.Write(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		send(1, "slow.example.com.")
+		for i := range 20 {
+			send(uint16(100+i), "kubernetes.default.svc.cluster.local.")
+		}
+		buf := make([]byte, dns.MaxMsgSize)
+		var order []uint16
+		for len(order) < 21 {
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, err := conn.Read(buf)
+			if err != nil {
+				t.Fatalf("%s: answers %v: %v", listen, order, err)
+			}
+			var r dns.Msg
+			if err := r.Unpack(buf[:n]); err != nil {
+				t.Fatal(err)
+			}
+			order = append(order, r.Id)
+			if len(order) == 20 { // every cluster answer is in: let the upstream answer
+				select {
+				case up.release <- struct{}{}:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("%s: the upstream is not waiting; answers %v", listen, order)
+				}
+			}
+		}
+		if order[20] != 1 {
+			t.Errorf("%s: answer order %v; want the 20 cluster answers before the slow one", listen, order)
+		}
+	}
+}
+
 // A pod's readiness flip in a new snapshot changes the answers as soon as Update returns.
 func TestReadinessChange(t *testing.T) {
 	up := startUpstream(t)
@@ -245,7 +306,7 @@ func TestReadinessChange(t *testing.T) {
 // Malformed and unusual packets get the right error or no answer, and never stop the server.
 func TestBadPackets(t *testing.T) {
 	up := startUpstream(t)
-	s := startServer(t, up, clusterStore(t).State())
+	st := clusterStore(t).State()
 	valid := func(mutate func(*dns.Msg)) []byte {
 		m := question("kubernetes.default.svc.cluster.local.", dns.TypeA)
 		m.Id = 0x4242
@@ -275,54 +336,59 @@ func TestBadPackets(t *testing.T) {
 		{"label longer than 63", append(append(valid(func(*dns.Msg) {})[:12], 64), append(bytes.Repeat([]byte{'a'}, 64), 0, 0, 1, 0, 1)...), dns.RcodeFormatError},
 	}
 	buf := make([]byte, dns.MaxMsgSize)
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			conn, err := net.Dial("udp", s.Addr())
-			if err != nil {
+	for _, listen := range listenAddrs {
+		s := startServer(t, up, st, listenOn(listen))
+		for _, tc := range tests {
+			testBadPacket(t, s.Target(), listen+"/"+tc.name, tc.packet, tc.rcode, valid(func(m *dns.Msg) { m.Id = 0x1111 }), buf)
+		}
+	}
+}
+
+// testBadPacket sends a bad packet, then a good one whose answer (ID 0x1111) proves the
+// server is still alive, and checks the bad one got rcode (-1: no answer at all).
+func testBadPacket(t *testing.T, target, name string, packet []byte, rcode int, good, buf []byte) {
+	t.Run(name, func(t *testing.T) {
+		conn, err := net.Dial("udp", target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		for _, p := range [][]byte{packet, good} {
+			if _, err := conn.Write(p); err != nil {
 				t.Fatal(err)
 			}
-			defer conn.Close()
-			// After the bad packet a good one: its answer proves the server is still alive.
-			for _, p := range [][]byte{tc.packet, valid(func(m *dns.Msg) { m.Id = 0x1111 })} {
-				if _, err := conn.Write(p); err != nil {
-					t.Fatal(err)
-				}
+		}
+		var rcodes []int
+		alive := false
+		deadline := time.Now().Add(5 * time.Second)
+		for !alive || rcode >= 0 && len(rcodes) == 0 {
+			_ = conn.SetReadDeadline(deadline)
+			n, err := conn.Read(buf)
+			if err != nil {
+				t.Fatalf("answers %v, alive %v: %v", rcodes, alive, err)
 			}
-			var rcodes []int
-			alive := false
-			deadline := time.Now().Add(5 * time.Second)
-			for !alive || tc.rcode >= 0 && len(rcodes) == 0 {
-				_ = conn.SetReadDeadline(deadline)
-				n, err := conn.Read(buf)
-				if err != nil {
-					t.Fatalf("answers %v, alive %v: %v", rcodes, alive, err)
-				}
-				var r dns.Msg
-				if err := r.Unpack(buf[:n]); err != nil {
-					t.Fatalf("unpack answer: %v", err)
-				}
-				if r.Id == 0x1111 {
-					alive = r.Rcode == dns.RcodeSuccess
-				} else {
-					rcodes = append(rcodes, r.Rcode)
-				}
+			var r dns.Msg
+			if err := r.Unpack(buf[:n]); err != nil {
+				t.Fatalf("unpack answer: %v", err)
 			}
-			if tc.rcode < 0 { // no answer is due: none may come within a moment more
-				_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-				if n, err := conn.Read(buf); err == nil {
-					rcodes = append(rcodes, int(buf[3]&0xf))
-					_ = n
-				}
+			if r.Id == 0x1111 {
+				alive = r.Rcode == dns.RcodeSuccess
+			} else {
+				rcodes = append(rcodes, r.Rcode)
 			}
-			want := []int{tc.rcode}
-			if tc.rcode < 0 {
-				want = nil
+		}
+		want := []int{rcode}
+		if rcode < 0 { // no answer is due: none may come within a moment more
+			want = nil
+			_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if n, err := conn.Read(buf); err == nil && n >= 4 {
+				rcodes = append(rcodes, int(buf[3]&0xf))
 			}
-			if !slices.Equal(rcodes, want) {
-				t.Errorf("%s: answers with rcodes %v; want %v", tc.name, rcodes, want)
-			}
-		})
-	}
+		}
+		if !slices.Equal(rcodes, want) {
+			t.Errorf("%s: answers with rcodes %v; want %v", name, rcodes, want)
+		}
+	})
 }
 
 // Two ports with one name and protocol: the first gets the SRV record and the clash is

@@ -31,6 +31,8 @@ type table struct {
 	ptr   map[string][]dns.RR // "10.0.43.10.in-addr.arpa." → PTRs
 	// clashes lists Services with two ports of the same name and protocol (the first wins).
 	clashes []string
+	// nodes are the cluster's node addresses: clients allowed besides Config.Allow.
+	nodes map[netip.Addr]bool
 }
 
 // node is one name of the cluster zone. A node with no records is an empty non-terminal
@@ -114,7 +116,24 @@ func compile(st *state.State, zone string, ttl uint32) *table {
 		b.service(svc, eps[svc.Namespace+"/"+svc.Name])
 	}
 	b.finish()
+	t.nodes = nodeAddrs(st)
 	return t
+}
+
+// nodeAddrs returns the addresses of the cluster's nodes.
+func nodeAddrs(st *state.State) map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	for _, n := range state.Typed[*corev1.Node](st.Cluster.List("Node", "")) {
+		for _, a := range n.Status.Addresses {
+			if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
+				continue
+			}
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				out[ip.Unmap()] = true
+			}
+		}
+	}
+	return out
 }
 
 // needsEndpoints reports whether any of the Services is headless (only headless Services

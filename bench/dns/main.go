@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -29,7 +30,19 @@ func main() {
 	dir := flag.String("dir", ".", "where to write cluster.local.zone and queries.txt")
 	nsvc := flag.Int("services", 500, "Services")
 	npod := flag.Int("pods", 2000, "pods")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the serving here")
 	flag.Parse()
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/dns:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*addr, *dir, *nsvc, *npod); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/dns:", err)
 		os.Exit(1)
