@@ -200,6 +200,7 @@ func (a *Agent) startNode(ctx context.Context) error {
 	a.runtime = rt
 	a.volumes = volume.NewManager(volume.Config{
 		Dir:           filepath.Join(a.cfg.DataDir, "pods"),
+		VolumesDir:    filepath.Join(a.cfg.DataDir, "volumes"),
 		HostPathAllow: a.cfg.HostPathAllow,
 		GitRepos:      gitsync.NewRepoCache(filepath.Join(a.cfg.DataDir, "gitrepo"), a.log),
 	})
@@ -372,8 +373,9 @@ func (a *Agent) nodeObject() *corev1.Node {
 				"kubernetes.io/os":       runtime.GOOS,
 			},
 			Annotations: map[string]string{
-				AnnotationAPI:  a.cfg.APIAdvertise(),
-				AnnotationRaft: a.cfg.RaftAdvertise(),
+				AnnotationAPI:                a.cfg.APIAdvertise(),
+				AnnotationRaft:               a.cfg.RaftAdvertise(),
+				controller.AnnotationDataDir: a.cfg.DataDir, // where provisioned volumes live
 			},
 		},
 		Status: corev1.NodeStatus{

@@ -19,6 +19,7 @@ import (
 	"github.com/skiffhq/skiff/events"
 	"github.com/skiffhq/skiff/manifest"
 	"github.com/skiffhq/skiff/reconciler"
+	"github.com/skiffhq/skiff/reconciler/controller"
 	"github.com/skiffhq/skiff/services"
 	"github.com/skiffhq/skiff/state"
 )
@@ -322,8 +323,18 @@ func (a *Agent) list(ctx context.Context, res manifest.Resource, ns string) ([]m
 	switch res.Kind {
 	case "Pod", "Node":
 		objs = s.Cluster.List(res.Kind, ns)
-	case "ReplicaSet", "PersistentVolumeClaim", "PersistentVolume":
+	case "ReplicaSet":
 		objs = append(s.Git.List(res.Kind, ns), s.Cluster.List(res.Kind, ns)...)
+	case "ControllerRevision":
+		objs = s.Cluster.List(res.Kind, ns)
+	case "PersistentVolumeClaim":
+		for _, c := range controller.Claims(s, ns) {
+			objs = append(objs, c)
+		}
+	case "PersistentVolume":
+		for _, v := range controller.Volumes(s) {
+			objs = append(objs, v)
+		}
 	case "Service":
 		for _, svc := range services.List(s, ns) {
 			objs = append(objs, svc)

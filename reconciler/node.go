@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/skiffhq/skiff/events"
+	"github.com/skiffhq/skiff/reconciler/controller"
 	"github.com/skiffhq/skiff/reconciler/volume"
 	"github.com/skiffhq/skiff/state"
 )
@@ -30,6 +31,7 @@ type Volumes interface {
 	Mounts(pod *corev1.Pod, c *corev1.Container) ([]volume.Mount, error)
 	Teardown(ctx context.Context, podUID types.UID) error
 	Cleanup(ctx context.Context, keep func(uid types.UID) bool) error
+	CleanupVolumes(ctx context.Context, keep func(name string) bool) ([]string, error)
 	DiskUsage(podUID types.UID, volume string) (int64, error)
 }
 
@@ -275,6 +277,16 @@ func (n *Node) sync(ctx context.Context, runtimePods []Pod) {
 	if err := n.cfg.Volumes.Cleanup(ctx, func(uid types.UID) bool { return known[uid] }); err != nil {
 		n.log.Warn("clean up volumes", "err", err)
 	}
+	if s.Synced() { // only a synced state says for sure that a volume is gone
+		keep := func(name string) bool { _, ok := controller.Volume(s, name); return ok }
+		removed, err := n.cfg.Volumes.CleanupVolumes(ctx, keep)
+		if err != nil {
+			n.log.Warn("clean up provisioned volumes", "err", err)
+		}
+		for _, v := range removed {
+			n.log.Info("removed the data of a deleted volume", "volume", v)
+		}
+	}
 }
 
 func (n *Node) startWorker(ctx context.Context, pod *corev1.Pod, rp *Pod) *podWorker {
@@ -325,6 +337,18 @@ func (l lookup) ConfigMap(ns, name string) (*corev1.ConfigMap, bool) {
 	cm, ok := o.(*corev1.ConfigMap)
 	return cm, ok
 }
+
+// PersistentVolumeClaim and PersistentVolume give the volume manager the claims and
+// volumes as the leader's binder keeps them.
+func (l lookup) PersistentVolumeClaim(ns, name string) (*corev1.PersistentVolumeClaim, bool) {
+	return controller.Claim(l.s, ns, name)
+}
+
+func (l lookup) PersistentVolume(name string) (*corev1.PersistentVolume, bool) {
+	return controller.Volume(l.s, name)
+}
+
+var _ volume.ClaimLookup = lookup{}
 
 func (l lookup) Secret(ns, name string) (*corev1.Secret, bool) {
 	o, ok := l.s.Git.Get(state.Key{Kind: "Secret", Namespace: ns, Name: name})

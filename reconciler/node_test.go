@@ -615,3 +615,20 @@ func TestNodeBatchesStatusReports(t *testing.T) {
 		t.Errorf("%d writes while nothing changed; want 0", n)
 	}
 }
+
+func TestNodeReportsAgainAfterTheLeaderMarkedItsPodNotReady(t *testing.T) {
+	e := newEnv(t, nil, newPod("back"))
+	e.start(nil)
+	e.eventually("ready", func() error { return readyIs(true, e.pod("back")) })
+	p := e.pod("back")
+	st := *p.Status.DeepCopy()
+	for i := range st.Conditions {
+		if st.Conditions[i].Type == corev1.PodReady {
+			st.Conditions[i].Status, st.Conditions[i].Reason = corev1.ConditionFalse, "NodeNotReady"
+		}
+	}
+	if err := e.store.Apply(context.Background(), &state.Command{Status: []state.PodStatus{{Key: state.KeyOf(p), UID: p.UID, Status: st}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("the node's own view (Ready) reported again", func() error { return readyIs(true, e.pod("back")) })
+}

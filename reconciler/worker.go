@@ -41,6 +41,8 @@ type podWorker struct {
 	isGone   bool        // the pod left the state without a graceful termination
 	podDirty bool
 	listed   *Pod // the sandbox as the runtime last listed it, not yet looked at
+	// forceReport: the state holds a status this node did not write; report again.
+	forceReport bool
 
 	sandbox    *Pod
 	ctrs       map[string]*ctr
@@ -137,6 +139,17 @@ func (w *podWorker) wake() {
 	}
 }
 
+// markedNotReadyByLeader reports whether the pod's Ready condition was set False by the
+// leader because this node stopped answering (controller.ReasonNodeNotReady).
+func markedNotReadyByLeader(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionFalse && c.Reason == "NodeNotReady" {
+			return true
+		}
+	}
+	return false
+}
+
 // observe records the sandbox as the runtime last listed it (running, IP).
 func (w *podWorker) observe(rp Pod) {
 	w.mu.Lock()
@@ -170,6 +183,12 @@ func (w *podWorker) update(p *corev1.Pod, commit string) {
 		!equality.Semantic.DeepEqual(old.ObjectMeta.Annotations, p.ObjectMeta.Annotations)
 	w.pod, w.commit = p, commit
 	w.podDirty = w.podDirty || changed
+	if markedNotReadyByLeader(p) {
+		// The leader marked the pod NotReady while this node was unreachable: report
+		// this node's own view again.
+		w.forceReport = true
+		changed = true
+	}
 	w.mu.Unlock()
 	if changed {
 		w.wake()
@@ -589,7 +608,11 @@ func (w *podWorker) warn(pod *corev1.Pod, reason, format string, args ...any) {
 // report sends the pod's status to the cluster when it changed.
 func (w *podWorker) report(pod *corev1.Pod, now time.Time) {
 	st := w.status(pod, now)
-	if w.reported != nil && sameStatus(*w.reported, st) {
+	w.mu.Lock()
+	force := w.forceReport
+	w.forceReport = false
+	w.mu.Unlock()
+	if !force && w.reported != nil && sameStatus(*w.reported, st) {
 		return
 	}
 	w.reported = &st

@@ -129,6 +129,7 @@ type planner struct {
 
 	put     map[state.Key]manifest.Object
 	del     map[state.Key]state.Ref
+	status  map[state.Key]state.PodStatus // pods the leader marks NotReady (their node is)
 	events  []Event
 	requeue time.Duration
 	sched   *Scheduler
@@ -161,6 +162,7 @@ func newPlanner(in Input) *planner {
 		rssBy:     map[types.UID][]state.Key{},
 		put:       map[state.Key]manifest.Object{},
 		del:       map[state.Key]state.Ref{},
+		status:    map[state.Key]state.PodStatus{},
 	}
 	for _, n := range state.Typed[*corev1.Node](s.Cluster.List("Node", "")) {
 		p.nodes[n.Name] = n
@@ -487,6 +489,16 @@ func (p *planner) result() Result {
 	sortKeys(dels)
 	for _, k := range dels {
 		cmd.Delete = append(cmd.Delete, p.del[k])
+	}
+	skeys := make([]state.Key, 0, len(p.status))
+	for k := range p.status {
+		if _, deleted := p.del[k]; !deleted {
+			skeys = append(skeys, k)
+		}
+	}
+	sortKeys(skeys)
+	for _, k := range skeys {
+		cmd.Status = append(cmd.Status, p.status[k])
 	}
 	res := Result{Events: p.events, Requeue: p.requeue}
 	if !cmd.Empty() {

@@ -39,6 +39,9 @@ func (p *planner) evict() {
 			}
 			continue
 		}
+		if !p.ready(node.Name) {
+			p.markNotReady(pod, node.Name)
+		}
 		for _, t := range p.noExecuteTaints(node) {
 			d, forever := tolerationTime(pod.Spec.Tolerations, &t.Taint, t.dflt)
 			if forever {
@@ -59,6 +62,32 @@ func (p *planner) evict() {
 			break
 		}
 	}
+}
+
+// ReasonNodeNotReady marks a pod's Ready condition set False by the leader because its
+// node stopped answering (Kubernetes' MarkPodsNotReady): its endpoints leave Services at
+// once, everywhere. The node re-reports its own view when it answers again.
+const ReasonNodeNotReady = "NodeNotReady"
+
+// markNotReady sets a Ready pod's Ready and ContainersReady conditions False.
+func (p *planner) markNotReady(pod *corev1.Pod, node string) {
+	if !isPodReady(pod) {
+		return
+	}
+	st := *pod.Status.DeepCopy()
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
+		if c.Type == corev1.PodReady || c.Type == corev1.ContainersReady {
+			c.Status, c.Reason = corev1.ConditionFalse, ReasonNodeNotReady
+			c.Message = fmt.Sprintf("node %s is not ready", node)
+			c.LastTransitionTime = p.stamp
+		}
+	}
+	np := pod.DeepCopy()
+	np.Status = st
+	k := state.KeyOf(pod)
+	p.pods[k] = np
+	p.status[k] = state.PodStatus{Key: k, UID: pod.UID, Status: st}
 }
 
 type timedTaint struct {

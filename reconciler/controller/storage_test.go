@@ -284,13 +284,20 @@ func TestStatefulPodFollowsItsVolume(t *testing.T) {
 	}) {
 		t.Errorf("db-1 events = %q; want a NodeNotReady warning naming its volume", got)
 	}
-	if got := c.stateful("db"); got != "db-0=v1 db-1=v1 db-2=v1" {
-		t.Errorf("db with a NotReady node = %s; want all three pods, none duplicated", got)
+	if got := c.stateful("db"); got != "db-0=v1 db-1=v1! db-2=v1" {
+		t.Errorf("db with a NotReady node = %s; want all three pods, none duplicated, db-1 not ready", got)
+	}
+	// Held, but out of its Services: the leader marked it NotReady.
+	if cond := podCondition(c.pod("db-1"), corev1.PodReady); cond == nil || cond.Status != corev1.ConditionFalse || cond.Reason != ReasonNodeNotReady {
+		t.Errorf("db-1 Ready condition with its node NotReady = %+v; want False, reason %s", cond, ReasonNodeNotReady)
 	}
 
-	// It comes back: nothing changes.
+	// It comes back: nothing changes, and its node reports it Ready again.
 	delete(c.down, host)
 	c.converge(nil)
+	if !isPodReady(c.pod("db-1")) {
+		t.Errorf("db-1 not Ready after its node came back")
+	}
 	if p := c.pod("db-1"); p.UID != web1.UID || c.claimObj("data-db-1").Spec.VolumeName != oldPV {
 		t.Fatalf("db-1 after its node came back = %s on %s; want the same pod and volume", p.UID, p.Spec.NodeName)
 	}
