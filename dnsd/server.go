@@ -93,7 +93,9 @@ type Server struct {
 	forward  *forward
 	reverse  *reverseZone
 	clashes  atomic.Pointer[string] // last logged port clashes, to log a change once
-	updating sync.Mutex             // one Update at a time
+	updating sync.Mutex             // one Update at a time; guards index and inputs
+	index    uint64                 // of the newest snapshot seen
+	inputs   inputs                 // of the table served
 
 	mu      sync.Mutex
 	servers []*dns.Server
@@ -199,12 +201,18 @@ func (s *Server) Update(st *state.State) {
 	}
 	s.updating.Lock()
 	defer s.updating.Unlock()
-	if cur := s.table.Load(); cur != nil && st.Index < cur.index {
+	if s.table.Load() != nil && st.Index < s.index {
 		return // an older snapshot than the one served
+	}
+	s.index = st.Index
+	in := inputsOf(st)
+	if s.table.Load() != nil && in.same(&s.inputs) {
+		return // nothing the records are made of changed
 	}
 	start := time.Now()
 	t := compile(st, s.zone, s.cfg.TTL)
 	s.table.Store(t)
+	s.inputs = in
 	clashes := strings.Join(t.clashes, ", ")
 	if old := s.clashes.Swap(&clashes); (old == nil || *old != clashes) && clashes != "" {
 		s.log.Warn("services with clashing ports: the first port of a name and protocol gets the SRV record", "ports", clashes)

@@ -391,6 +391,41 @@ func testBadPacket(t *testing.T, target, name string, packet []byte, rcode int, 
 	})
 }
 
+// A snapshot that changed nothing DNS is made of keeps the table; one that did replaces it;
+// an older snapshot than the one served is ignored.
+func TestUpdateRebuildsOnlyOnChange(t *testing.T) {
+	m := clusterStore(t)
+	s := newTestServer(t, Config{})
+	old := m.State()
+	s.Update(old)
+	steps := []struct {
+		name    string
+		cmd     *state.Command
+		rebuilt bool
+	}{
+		{"a ConfigMap", &state.Command{Put: state.Wrap[manifest.Object](&corev1.ConfigMap{
+			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}, ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "cm"}})}, false},
+		{"a failed commit", &state.Command{Reject: &state.Failure{Error: "fetch failed"}}, false},
+		{"a new pod", &state.Command{Put: state.Wrap[manifest.Object](dnstest.Pod("default", "web-9", "nginx", "10.42.0.19", true, "nginx"))}, true},
+		{"a Service deleted", &state.Command{Delete: []state.Ref{{Key: state.Key{Kind: "Service", Namespace: "other", Name: "db"}}}}, true},
+	}
+	for _, step := range steps {
+		before := s.table.Load()
+		if err := m.Apply(t.Context(), step.cmd); err != nil {
+			t.Fatal(err)
+		}
+		s.Update(m.State())
+		if rebuilt := s.table.Load() != before; rebuilt != step.rebuilt {
+			t.Errorf("Update after %s: rebuilt = %v; want %v", step.name, rebuilt, step.rebuilt)
+		}
+	}
+	cur := s.table.Load()
+	s.Update(old)
+	if s.table.Load() != cur {
+		t.Error("Update with an older snapshot replaced the table")
+	}
+}
+
 // Two ports with one name and protocol: the first gets the SRV record and the clash is
 // logged once, not on every snapshot.
 func TestPortClashLoggedOnce(t *testing.T) {

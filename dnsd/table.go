@@ -9,6 +9,7 @@ import (
 	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/skiffhq/skiff/manifest"
 	"github.com/skiffhq/skiff/services"
 	"github.com/skiffhq/skiff/state"
 )
@@ -24,7 +25,6 @@ const SchemaVersion = "1.1.0"
 // they are clipped (len == cap) so that an append by a reader copies instead of writing
 // into them.
 type table struct {
-	index uint64 // of the snapshot
 	zone  string // "cluster.local."
 	soa   *dns.SOA
 	names map[string]*node
@@ -79,7 +79,7 @@ type builder struct {
 
 // compile builds the table of a synced snapshot.
 func compile(st *state.State, zone string, ttl uint32) *table {
-	b := &builder{ttl: ttl, t: &table{index: st.Index, zone: zone, names: map[string]*node{}, ptr: map[string][]dns.RR{}}}
+	b := &builder{ttl: ttl, t: &table{zone: zone, names: map[string]*node{}, ptr: map[string][]dns.RR{}}}
 	t := b.t
 	t.soa = &dns.SOA{
 		Hdr:     dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
@@ -118,6 +118,32 @@ func compile(st *state.State, zone string, ttl uint32) *table {
 	b.finish()
 	t.nodes = nodeAddrs(st)
 	return t
+}
+
+// inputs are the objects a table is compiled from. Objects in a snapshot are never
+// changed, only replaced, so the same pointers mean the same records: a snapshot that
+// changed nothing of these (a Deployment's status, an Event, a failed commit) keeps the table.
+type inputs [5][]manifest.Object
+
+func inputsOf(st *state.State) inputs {
+	return inputs{
+		st.Git.List("Service", ""), st.Git.List("Endpoints", ""),
+		st.Cluster.List("Service", ""), st.Cluster.List("Pod", ""), st.Cluster.List("Node", ""),
+	}
+}
+
+func (a *inputs) same(b *inputs) bool {
+	for i := range a {
+		if len(a[i]) != len(b[i]) {
+			return false
+		}
+		for j := range a[i] {
+			if a[i][j] != b[i][j] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // nodeAddrs returns the addresses of the cluster's nodes.
