@@ -95,6 +95,7 @@ type Server struct {
 	clashes  atomic.Pointer[string] // last logged port clashes, to log a change once
 	updating sync.Mutex             // one Update at a time; guards index and inputs
 	index    uint64                 // of the newest snapshot seen
+	last     *state.State           // the newest snapshot seen
 	inputs   inputs                 // of the table served
 
 	mu      sync.Mutex
@@ -201,9 +202,10 @@ func (s *Server) Update(st *state.State) {
 	}
 	s.updating.Lock()
 	defer s.updating.Unlock()
-	if s.table.Load() != nil && st.Index < s.index {
-		return // an older snapshot than the one served
+	if s.table.Load() != nil && (st.Index < s.index || st == s.last) {
+		return // an older snapshot than the one served, or the same
 	}
+	s.last = st
 	s.index = st.Index
 	in := inputsOf(st)
 	if s.table.Load() != nil && in.same(&s.inputs) {
