@@ -43,6 +43,11 @@
 // the edge), X-Forwarded-Host and X-Forwarded-Proto are set. Websockets (HTTP/1.1 Upgrade)
 // pass through; responses of unknown length and event streams are flushed as they arrive.
 //
+// Backends are spoken to over kept-alive HTTP/1.1. Bodiless idempotent requests — nearly
+// all traffic — take a lean client that writes the request and reads the answer on the
+// request's own goroutine (h1.go); requests with bodies, upgrades and Expect go through
+// net/http's Transport. Both are RoundTrippers under the same ReverseProxy.
+//
 // # TLS
 //
 // HTTPS offers HTTP/2 and HTTP/1.1, TLS 1.2 (ECDHE with AES-GCM or ChaCha20-Poly1305 only)

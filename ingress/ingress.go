@@ -53,7 +53,8 @@ type Server struct {
 	cfg       Config
 	log       *slog.Logger
 	tab       atomic.Pointer[table]
-	transport *http.Transport
+	transport *http.Transport // for what h1 does not take: bodies, upgrades
+	h1        *h1Transport
 	buffers   bufferPool
 	errorLog  *log.Logger
 	stats     listenerStats
@@ -109,6 +110,7 @@ func New(cfg Config) (*Server, error) {
 		idleTime:          idleTimeout,
 		maxHeaderBytes:    maxHeaderBytes,
 	}
+	s.h1 = newH1Transport(s.transport)
 	s.errorLog = log.New(errorLogWriter{s}, "", 0)
 	return s, nil
 }
@@ -186,17 +188,22 @@ func (s *Server) newHTTPServer() *http.Server {
 }
 
 // renewLoop recompiles the last snapshot now and then, so certificates from the cluster
-// CA are renewed and expired Secrets reported even when no snapshot arrives.
+// CA are renewed and expired Secrets reported even when no snapshot arrives; and closes
+// backend connections idle too long.
 func (s *Server) renewLoop(ctx context.Context) {
 	defer s.wg.Done()
 	t := time.NewTicker(renewEvery)
 	defer t.Stop()
+	sweep := time.NewTicker(h1IdleTimeout / 3)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-s.done:
 			return
 		case <-ctx.Done():
 			return
+		case <-sweep.C:
+			s.h1.closeIdle(false)
 		case <-t.C:
 			s.mu.Lock()
 			last := s.last
@@ -232,6 +239,7 @@ func (s *Server) Stop() error {
 		}
 	}
 	s.wg.Wait()
+	s.h1.closeIdle(true)
 	s.transport.CloseIdleConnections()
 	return errors.Join(errs...)
 }

@@ -113,14 +113,14 @@ func (t *table) match(host, p string) *route {
 // redirects reports whether plain HTTP requests for host go to HTTPS: the host, or the
 // wildcard one label up, is listed in some Ingress's spec.tls.
 func (t *table) redirects(host string) bool {
-	if len(t.tlsHosts) == 0 || host == "" {
+	if len(t.tlsHosts) == 0 && len(t.tlsWild) == 0 || host == "" {
 		return false
 	}
 	if t.tlsHosts[host] {
 		return true
 	}
 	if i := strings.IndexByte(host, '.'); i > 0 {
-		return t.tlsHosts["*"+host[i:]]
+		return t.tlsWild[host[i+1:]]
 	}
 	return false
 }

@@ -253,11 +253,20 @@ func TestNormalHost(t *testing.T) {
 // Routing a request allocates nothing.
 func TestMatchAllocatesNothing(t *testing.T) {
 	w := newWorld(t)
-	_, tab := compileFor(t, Config{DefaultClass: true}, w.sync(
+	_, tab := compileFor(t, Config{DefaultClass: true, HTTPS: "127.0.0.1:0"}, w.sync(
 		ingress("a", rule("shop.example.com", "Prefix / web:80", "Prefix /api api:80", "Exact /api/health h:80"),
-			rule("*.example.com", "Prefix /w w:80"), rule("", "Prefix /p p:80"))))
+			rule("*.example.com", "Prefix /w w:80"), rule("", "Prefix /p p:80"), tlsFor("", "*.apps.example.com", "www.example.org"))))
+	for _, tc := range []struct {
+		host string
+		want bool
+	}{{"www.example.org", true}, {"a.apps.example.com", true}, {"apps.example.com", false}, {"shop.example.com", false}} {
+		if got := tab.redirects(tc.host); got != tc.want {
+			t.Errorf("redirects(%q) = %v; want %v", tc.host, got, tc.want)
+		}
+	}
 	allocs := testing.AllocsPerRun(100, func() {
 		for _, h := range []string{"shop.example.com", "x.example.com:443", "other.org"} {
+			_ = tab.redirects(normalHost(h))
 			_ = tab.match(normalHost(h), "/api/v1")
 		}
 	})

@@ -47,6 +47,7 @@ type table struct {
 	anyHost  *vhost            // rules without a host
 	def      *route            // defaultBackend
 	tlsHosts map[string]bool   // hosts listed in spec.tls (redirected to HTTPS)
+	tlsWild  map[string]bool   // "foo.com" for *.foo.com listed in spec.tls
 	certs    certs
 	status   []HostStatus
 }
@@ -275,7 +276,7 @@ func (b *builder) backend(ns string, ib *networkingv1.IngressBackend) *backend {
 	if be := b.backends[key]; be != nil {
 		return be
 	}
-	be := &backend{name: key, rt: b.s.transport}
+	be := &backend{name: key, rt: b.s.h1}
 	b.backends[key] = be
 	svc, ok := services.Get(b.st, ns, name)
 	switch {
@@ -392,7 +393,7 @@ func (b *builder) secret(ref *secretRef) (*cert, error) {
 func (b *builder) finish() *table {
 	s := b.s
 	t := &table{
-		hosts: map[string]*vhost{}, wild: map[string]*vhost{}, tlsHosts: map[string]bool{},
+		hosts: map[string]*vhost{}, wild: map[string]*vhost{}, tlsHosts: map[string]bool{}, tlsWild: map[string]bool{},
 		certs: certs{exact: map[string]*cert{}, wild: map[string]*cert{}},
 		def:   b.def,
 	}
@@ -415,7 +416,11 @@ func (b *builder) finish() *table {
 		case len(v.routes) > 0:
 			t.hosts[n] = v
 		}
-		if h.listed && https {
+		switch {
+		case !h.listed || !https:
+		case wild:
+			t.tlsWild[n[2:]] = true
+		default:
 			t.tlsHosts[n] = true
 		}
 		st := HostStatus{Host: n, Ingresses: h.ingresses, Redirect: h.listed && https}
