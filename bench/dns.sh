@@ -91,10 +91,11 @@ throughput() {
 		awk '/Queries lost:/ {lost=$3} /Queries per second:/ {qps=$4} /Average Latency/ {avg=$4*1000}
 		     END {printf "%.0f %.3f %s\n", qps, avg, lost}'
 }
-# latency PORT → "avg_ms p50_ms p99_ms lost"
+# latency PORT → "avg_ms p50_ms p99_ms lost" (dnsperf -v: "> NOERROR name type seconds" per
+# answer, "> T name type" per timeout, which counts as lost)
 latency() {
 	dnsperf -s 127.0.0.1 -p "$1" -d "$WORK/queries.txt" -l "$LATENCY_SECONDS" -c 4 -Q "$RATE" -v 2>/dev/null >"$WORK/lat.txt" || true
-	awk '/^> / {print $NF*1000}' "$WORK/lat.txt" | sort -n | awk -v lost="$(awk '/Queries lost:/ {print $3}' "$WORK/lat.txt")" \
+	awk '/^> / && $NF ~ /^[0-9.]+$/ {print $NF*1000}' "$WORK/lat.txt" | sort -n | awk -v lost="$(awk '/Queries lost:/ {print $3}' "$WORK/lat.txt")" \
 		'{v[NR]=$1; s+=$1} END {if (NR==0) {print "0 0 0 " lost; exit} printf "%.3f %.3f %.3f %s\n", s/NR, v[int(NR*0.5)+1], v[int(NR*0.99)], lost}'
 }
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
