@@ -15,12 +15,6 @@ type Handler interface {
 	ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg)
 }
 
-// HandlerFunc adapts a function to Handler.
-type HandlerFunc func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg)
-
-// ServeDNS calls f.
-func (f HandlerFunc) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) { f(ctx, w, r) }
-
 // advertisedUDPSize is the EDNS0 buffer size dnsd announces (the DNS flag day 2020 value).
 const advertisedUDPSize = 1232
 
