@@ -23,6 +23,8 @@ const (
 	downFor = 5 * time.Second
 	// maxAttempts bounds the endpoints one retryable request tries.
 	maxAttempts = 3
+	// flushInterval bounds how long a trickling response waits in buffers.
+	flushInterval = 100 * time.Millisecond
 )
 
 // endpoint is one ready address of a backend. Its state outlives a table: the server keeps

@@ -143,13 +143,13 @@ func tlsSecret(name string, certPEM, keyPEM []byte) *corev1.Secret {
 // world is a cluster state under test: every Sync adds a commit a second later, so objects
 // added by later commits are younger.
 type world struct {
-	t     *testing.T
+	t     testing.TB
 	m     *state.MemStore
 	clock time.Time
 	git   []manifest.Object
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	w := &world{t: t, m: state.NewMemStore(), clock: time.Unix(1_700_000_000, 0)}
 	w.m.Now = func() time.Time { return w.clock }
 	return w
@@ -189,7 +189,7 @@ type testCA struct {
 	issued atomic.Int32
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	ca, err := pki.NewCA("test")
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +242,7 @@ func selfSigned(t *testing.T, cn string, names []string, nb, na time.Time) (cert
 
 // --- servers ---
 
-func startServer(t *testing.T, cfg Config, tune ...func(*Server)) *Server {
+func startServer(t testing.TB, cfg Config, tune ...func(*Server)) *Server {
 	t.Helper()
 	if cfg.HTTP == "" {
 		cfg.HTTP = "127.0.0.1:0"
@@ -267,7 +267,7 @@ func startServer(t *testing.T, cfg Config, tune ...func(*Server)) *Server {
 
 // echo is a backend that answers "<name> <method> <path>" and echoes what the proxy sent
 // in response headers.
-func echo(t *testing.T, name string) *httptest.Server {
+func echo(t testing.TB, name string) *httptest.Server {
 	t.Helper()
 	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Backend", name)
@@ -287,7 +287,7 @@ func hostPort(s *httptest.Server) string { return s.Listener.Addr().String() }
 // client dials addr for every host (curl --resolve), trusting roots; h2 when possible.
 // The client's idle connections are closed at the end of the test, before the server stops
 // (an HTTP/2 server otherwise waits a second for the client to hang up).
-func client(t *testing.T, addr string, roots *x509.CertPool, h2 bool) *http.Client {
+func client(t testing.TB, addr string, roots *x509.CertPool, h2 bool) *http.Client {
 	dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)

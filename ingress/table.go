@@ -331,6 +331,9 @@ func (b *builder) backend(ns string, ib *networkingv1.IngressBackend) *backend {
 		BufferPool:   &b.s.buffers,
 		ErrorHandler: b.s.proxyError,
 		ErrorLog:     b.s.errorLog,
+		// Fixed-length bodies that trickle are flushed at least this often; bodies of
+		// unknown length and event streams are flushed at once (ReverseProxy does that).
+		FlushInterval: flushInterval,
 	}
 	return be
 }
