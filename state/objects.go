@@ -113,6 +113,61 @@ func (s Objects) Without(k Key) Objects {
 	return out
 }
 
+// Builder changes a set in place, copying each kind's map at most once: a command putting
+// a thousand objects costs one copy per kind, not one per object.
+type Builder struct {
+	s      Objects
+	cloned map[string]bool
+	top    bool
+}
+
+// Builder starts changing a copy of s; s itself never changes.
+func (s Objects) Builder() *Builder { return &Builder{s: s, cloned: map[string]bool{}} }
+
+func (b *Builder) kind(kind string) map[Key]manifest.Object {
+	if !b.top {
+		m := make(map[string]map[Key]manifest.Object, len(b.s.byKind)+1)
+		for k, v := range b.s.byKind {
+			m[k] = v
+		}
+		b.s.byKind, b.top = m, true
+	}
+	if !b.cloned[kind] {
+		m := make(map[Key]manifest.Object, len(b.s.byKind[kind])+1)
+		for k, o := range b.s.byKind[kind] {
+			m[k] = o
+		}
+		b.s.byKind[kind] = m
+		b.cloned[kind] = true
+	}
+	return b.s.byKind[kind]
+}
+
+// Get looks at the set as changed so far.
+func (b *Builder) Get(k Key) (manifest.Object, bool) { return b.s.Get(k) }
+
+// Put adds or replaces o.
+func (b *Builder) Put(o manifest.Object) {
+	k := KeyOf(o)
+	m := b.kind(k.Kind)
+	if _, ok := m[k]; !ok {
+		b.s.n++
+	}
+	m[k] = o
+}
+
+// Delete removes the object at k.
+func (b *Builder) Delete(k Key) {
+	if _, ok := b.s.Get(k); !ok {
+		return
+	}
+	delete(b.kind(k.Kind), k)
+	b.s.n--
+}
+
+// Objects returns the changed set; the builder must not be used afterwards.
+func (b *Builder) Objects() Objects { return b.s }
+
 // cloneKind copies the top-level map and the map of one kind, so that kind can be changed.
 func (s Objects) cloneKind(kind string) Objects {
 	out := Objects{byKind: make(map[string]map[Key]manifest.Object, len(s.byKind)+1), n: s.n}

@@ -173,14 +173,15 @@ func (s *State) Apply(index uint64, c *Command) (*State, error) {
 	if c.ClearFailure {
 		n.Failed = nil
 	}
+	cluster := n.Cluster.Builder()
 	for _, o := range c.Put {
 		if o.Object == nil {
 			continue
 		}
-		n.Cluster = n.Cluster.With(putObject(n.Cluster, o.Object, rv, at, index))
+		cluster.Put(putObject(cluster, o.Object, rv, at, index))
 	}
 	for _, st := range c.Status {
-		old, ok := n.Cluster.Get(st.Key)
+		old, ok := cluster.Get(st.Key)
 		pod, isPod := old.(*corev1.Pod)
 		if !ok || !isPod || pod.UID != st.UID {
 			continue // the pod was replaced or deleted meanwhile: the report is stale
@@ -188,10 +189,10 @@ func (s *State) Apply(index uint64, c *Command) (*State, error) {
 		p := pod.DeepCopy()
 		p.Status = *st.Status.DeepCopy()
 		p.ResourceVersion = rv
-		n.Cluster = n.Cluster.With(p)
+		cluster.Put(p)
 	}
 	for _, ref := range c.Delete {
-		old, ok := n.Cluster.Get(ref.Key)
+		old, ok := cluster.Get(ref.Key)
 		if !ok || (ref.UID != "" && old.GetUID() != ref.UID) {
 			continue
 		}
@@ -207,11 +208,12 @@ func (s *State) Apply(index uint64, c *Command) (*State, error) {
 			}
 			p.DeletionGracePeriodSeconds = &grace
 			p.ResourceVersion = rv
-			n.Cluster = n.Cluster.With(p)
+			cluster.Put(p)
 			continue
 		}
-		n.Cluster = n.Cluster.Without(ref.Key)
+		cluster.Delete(ref.Key)
 	}
+	n.Cluster = cluster.Objects()
 	return &n, nil
 }
 
@@ -248,7 +250,9 @@ func syncObjects(prev Objects, objs []Obj, rv string, at metav1.Time) Objects {
 
 // putObject prepares a controller-made object for the cluster set: type information, UID,
 // creation time and resource version; a pod replaced with the same UID keeps its status.
-func putObject(cur Objects, in manifest.Object, rv string, at metav1.Time, index uint64) manifest.Object {
+func putObject(cur interface {
+	Get(Key) (manifest.Object, bool)
+}, in manifest.Object, rv string, at metav1.Time, index uint64) manifest.Object {
 	o := in.DeepCopyObject().(manifest.Object)
 	_ = manifest.SetTypeMeta(o)
 	k := KeyOf(o)

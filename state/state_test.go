@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -174,6 +175,35 @@ func TestFailureSame(t *testing.T) {
 	for _, tt := range tests {
 		if got := tt.a.Same(tt.b); got != tt.want {
 			t.Errorf("Same(%s) = %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestApplyLeavesTheOldSnapshotAlone(t *testing.T) {
+	s1 := apply(t, &Command{At: t0, Put: Wrap[manifest.Object](pod("default", "a", "n1"))})
+	s2, err := s1.Apply(2, &Command{At: t0, Put: Wrap[manifest.Object](pod("default", "b", "n1")),
+		Delete: []Ref{{Key: Key{"Pod", "default", "a"}, Force: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s1.Cluster.Get(Key{"Pod", "default", "a"}); !ok || s1.Cluster.Len() != 1 {
+		t.Errorf("old snapshot changed: %d objects", s1.Cluster.Len())
+	}
+	if _, ok := s2.Cluster.Get(Key{"Pod", "default", "b"}); !ok || s2.Cluster.Len() != 1 {
+		t.Errorf("new snapshot = %d objects; want only b", s2.Cluster.Len())
+	}
+}
+
+// BenchmarkApplyLargePut: one command placing 1000 pods (a big rollout or a restore).
+func BenchmarkApplyLargePut(b *testing.B) {
+	objs := make([]manifest.Object, 1000)
+	for i := range objs {
+		objs[i] = pod("default", fmt.Sprintf("p%04d", i), "n1")
+	}
+	cmd := &Command{At: t0, Put: Wrap(objs...)}
+	for b.Loop() {
+		if _, err := Empty().Apply(1, cmd); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
