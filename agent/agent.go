@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/skiffhq/skiff/dnsd"
 	"github.com/skiffhq/skiff/events"
 	"github.com/skiffhq/skiff/gitsync"
 	"github.com/skiffhq/skiff/internal/version"
@@ -59,6 +60,7 @@ type Agent struct {
 	cluster *cluster
 	health  *nodeHealth
 	metrics *metrics
+	dns     *dnsd.Server
 
 	api            *http.Server
 	apiLn          net.Listener
@@ -136,6 +138,10 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.store = newStore(a.feed, a.raft.Raft, a.peers, a.cluster.cipher)
 	a.health.watch(a.raft.Raft)
 	a.leader = newLeaderLoop(a)
+	if err := a.startDNS(ctx); err != nil {
+		a.raft.close()
+		return err
+	}
 	a.hook = gitsync.WebhookHandler(a.webhookSecret(), a.leader.trigger, a.log)
 
 	a.apiLn, err = net.Listen("tcp", a.cfg.API)
@@ -207,6 +213,7 @@ func (a *Agent) startNode(ctx context.Context) error {
 	a.node = reconciler.NewNode(reconciler.Config{
 		NodeName: a.cfg.Name, NodeIP: a.nodeIP(), Runtime: a.runtime, Store: a.store,
 		Volumes: a.volumes, Recorder: a.events, Network: a.cfg.Network, Log: a.log,
+		ClusterDNS: a.clusterDNS(),
 	})
 	if err := a.node.Start(ctx); err != nil {
 		a.setNotReady("node loop: " + err.Error())
@@ -269,6 +276,9 @@ func (a *Agent) Stop() error {
 		cancel()
 	}
 	a.wg.Wait()
+	if a.dns != nil {
+		_ = a.dns.Stop()
+	}
 	if a.leader != nil {
 		a.leader.stop()
 	}

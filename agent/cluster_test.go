@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/miekg/dns"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skiffhq/skiff/fixtures/gitrepo"
@@ -58,6 +59,7 @@ func (c *testCluster) config(name string, mutate ...func(*Config)) Config {
 	cfg.Name, cfg.DataDir, cfg.Repo, cfg.Podman = name, filepath.Join(c.t.TempDir(), name), c.repo, c.podman
 	cfg.API, cfg.Raft = freeAddr(c.t, ip), freeAddr(c.t, ip)
 	cfg.Poll = metav1.Duration{Duration: time.Second}
+	cfg.DNS, cfg.HTTP, cfg.HTTPS = freeAddr(c.t, ip), "off", "off"
 	for _, m := range mutate {
 		m(&cfg)
 	}
@@ -348,5 +350,28 @@ func TestFullDiskRefusesWritesWithoutHalfApplying(t *testing.T) {
 		wctx, wcancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer wcancel()
 		return n1.store.Apply(wctx, big)
+	})
+}
+
+func TestAgentServesClusterDNS(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.mustStart(c.config("n1"))
+	waitUntil(t, "synced", 20*time.Second, func() error {
+		if !n1.State().Synced() {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	var cl dns.Client
+	m := new(dns.Msg).SetQuestion("dns-version.cluster.local.", dns.TypeTXT)
+	waitUntil(t, "dns-version answered", 10*time.Second, func() error {
+		r, _, err := cl.Exchange(m, n1.cfg.DNS)
+		if err != nil {
+			return err
+		}
+		if len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "1.1.0") {
+			return fmt.Errorf("answer %v", r.Answer)
+		}
+		return nil
 	})
 }
