@@ -230,7 +230,8 @@ done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo
-echo "skiff ingress vs nginx $(nginx -v 2>&1 | sed 's|.*/||') and Caddy $("$CADDY_CACHE/bin/caddy" version | awk '{print $1}')"
+caddy_version=$(go version -m "$CADDY_CACHE/bin/caddy" | awk '$1 == "mod" && $2 == "github.com/caddyserver/caddy/v2" {print $3}')
+echo "skiff ingress ($(go version | awk '{print $3}')) vs nginx $(nginx -v 2>&1 | sed 's|.*/||') and Caddy ${caddy_version:-?}"
 echo "$NCPU cores; proxies pinned to CPU $PROXY_CPUS with $WORKERS worker(s) each; backend and load generator on CPU $LOAD_CPUS"
 echo "median of $ROUNDS interleaved rounds of ${DURATION}s (after ${WARMUP}s warm-up); h2load -c $H2_CONNS -m $H2_STREAMS over TLS; wrk -c $WRK_CONNS keep-alive"
 echo

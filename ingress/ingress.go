@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -296,8 +297,11 @@ func (s *Server) Status() []HostStatus {
 	if t == nil {
 		out = []HostStatus{{Host: DefaultHost, Problems: []string{"no cluster state yet: every request gets 503"}}}
 	} else {
-		out = append(out, t.status...)
-		out[0].Problems = append([]string(nil), out[0].Problems...)
+		out = make([]HostStatus, len(t.status))
+		for i, h := range t.status { // callers may change what they get
+			h.Ingresses, h.Routes, h.Problems = slices.Clone(h.Ingresses), slices.Clone(h.Routes), slices.Clone(h.Problems)
+			out[i] = h
+		}
 		if !t.synced {
 			out[0].Problems = append(out[0].Problems, "this node has never synced a commit: every request gets 503")
 		}

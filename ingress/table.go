@@ -455,26 +455,26 @@ func (b *builder) finish() *table {
 		t.status = append(t.status, HostStatus{Host: n, Problems: msgs})
 	}
 	// Everything else: rules without a host, the default backend, the default certificate.
-	any := b.anyHost
-	v := &vhost{routes: any.routes}
+	rest := b.anyHost
+	v := &vhost{routes: rest.routes}
 	v.sort()
 	if len(v.routes) > 0 {
 		t.anyHost = v
 	}
-	def := HostStatus{Host: DefaultHost, Ingresses: any.ingresses}
+	def := HostStatus{Host: DefaultHost, Ingresses: rest.ingresses}
 	if https {
 		var c *cert
 		if b.defCert != nil {
 			var err error
 			if c, err = b.secret(b.defCert); err != nil {
-				any.problemf("default certificate: TLS secret %s of Ingress %s: %v; serving a cluster CA certificate instead", b.defCert, b.defCert.from, err)
+				rest.problemf("default certificate: TLS secret %s of Ingress %s: %v; serving a cluster CA certificate instead", b.defCert, b.defCert.from, err)
 				c = nil
 			}
 		}
 		if c == nil {
 			var err error
 			if c, err = s.issue(DefaultCertName, b.now); err != nil {
-				any.problemf("default certificate: %v", err)
+				rest.problemf("default certificate: %v", err)
 			}
 			usedIssued[DefaultCertName] = true
 		}
@@ -484,7 +484,7 @@ func (b *builder) finish() *table {
 		}
 	}
 	def.Routes = routeLines(v.routes, b.def)
-	def.Problems = append(any.problems, backendProblems(append(append([]*route(nil), v.routes...), b.def))...)
+	def.Problems = append(rest.problems, backendProblems(append(append([]*route(nil), v.routes...), b.def))...)
 	sort.Slice(t.status, func(i, j int) bool { return t.status[i].Host < t.status[j].Host })
 	t.status = append([]HostStatus{def}, t.status...)
 	for n := range s.issued {
