@@ -25,6 +25,7 @@ import (
 	"github.com/skiffhq/skiff/dnsd"
 	"github.com/skiffhq/skiff/events"
 	"github.com/skiffhq/skiff/gitsync"
+	"github.com/skiffhq/skiff/ingress"
 	"github.com/skiffhq/skiff/internal/version"
 	"github.com/skiffhq/skiff/manifest"
 	"github.com/skiffhq/skiff/pki"
@@ -61,6 +62,7 @@ type Agent struct {
 	health  *nodeHealth
 	metrics *metrics
 	dns     *dnsd.Server
+	ingress *ingress.Server
 
 	api            *http.Server
 	apiLn          net.Listener
@@ -139,6 +141,13 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.health.watch(a.raft.Raft)
 	a.leader = newLeaderLoop(a)
 	if err := a.startDNS(ctx); err != nil {
+		a.raft.close()
+		return err
+	}
+	if err := a.startIngress(ctx); err != nil {
+		if a.dns != nil {
+			_ = a.dns.Stop()
+		}
 		a.raft.close()
 		return err
 	}
@@ -276,6 +285,9 @@ func (a *Agent) Stop() error {
 		cancel()
 	}
 	a.wg.Wait()
+	if a.ingress != nil {
+		_ = a.ingress.Stop()
+	}
 	if a.dns != nil {
 		_ = a.dns.Stop()
 	}

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/skiffhq/skiff/events"
+	"github.com/skiffhq/skiff/ingress"
 	"github.com/skiffhq/skiff/manifest"
 	"github.com/skiffhq/skiff/reconciler"
 	"github.com/skiffhq/skiff/reconciler/controller"
@@ -55,6 +56,9 @@ type Status struct {
 	Nodes    []NodeStatus      `json:"nodes,omitempty"`
 	Index    uint64            `json:"raftIndex"`
 	Warnings manifest.Problems `json:"warnings,omitempty"` // the live commit's unsupported fields
+	// Ingress is this node's ingress: which host uses which certificate (secret or cluster
+	// CA) and until when, and what is wrong with each route.
+	Ingress []ingress.HostStatus `json:"ingress,omitempty"`
 }
 
 // FetchStatus is the leader's git fetch loop as seen now (kept in memory, not in Raft).
@@ -212,6 +216,9 @@ func (a *Agent) status(ctx context.Context) Status {
 		st.Nodes = append(st.Nodes, NodeStatus{Name: n.Name, Role: role, Ready: a.nodeReady(n.Name)})
 	}
 	st.Fetch = a.fetchStatus(ctx)
+	if a.ingress != nil {
+		st.Ingress = a.ingress.Status()
+	}
 	return st
 }
 

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -374,4 +376,65 @@ func TestAgentServesClusterDNS(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestAgentServesIngressWithClusterCACertificate(t *testing.T) {
+	c := newTestCluster(t)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "backend saw %s%s", r.Host, r.URL.Path)
+	}))
+	defer backend.Close()
+	_, port, _ := net.SplitHostPort(backend.Listener.Addr().String())
+	r := gitrepo.New(t)
+	r.Write("ing.yaml", `apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  ports: [{name: http, port: 80, targetPort: `+port+`}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: web}
+subsets: [{addresses: [{ip: 127.0.0.1}], ports: [{name: http, port: `+port+`}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  rules:
+  - host: shop.home.lan
+    http:
+      paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {name: http}}}}]
+`)
+	r.Commit("ingress")
+	c.repo = r.URL()
+	httpsAddr := freeAddr(t, "127.0.0.1")
+	n1 := c.mustStart(c.config("n1", func(cfg *Config) { cfg.HTTPS = httpsAddr }))
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: n1.cluster.ca.Pool(), ServerName: "shop.home.lan"},
+	}}
+	waitUntil(t, "routed over HTTPS with a cluster-CA certificate for the host", 20*time.Second, func() error {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+httpsAddr+"/cart", nil)
+		req.Host = "shop.home.lan" // as curl --resolve shop.home.lan:443:<node> does
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !strings.Contains(string(b), "backend saw shop.home.lan/cart") {
+			return fmt.Errorf("%s: %s (ingress status %+v)", resp.Status, b, n1.status(context.Background()).Ingress)
+		}
+		if got := resp.TLS.PeerCertificates[0].DNSNames; len(got) == 0 || got[0] != "shop.home.lan" {
+			return fmt.Errorf("certificate names %v", got)
+		}
+		return nil
+	})
+	var found bool
+	for _, h := range n1.status(context.Background()).Ingress {
+		found = found || h.Host == "shop.home.lan" && h.Certificate == "cluster CA"
+	}
+	if !found {
+		t.Errorf("status does not say shop.home.lan uses a cluster CA certificate: %+v", n1.status(context.Background()).Ingress)
+	}
 }

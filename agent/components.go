@@ -2,13 +2,17 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/skiffhq/skiff/dnsd"
+	"github.com/skiffhq/skiff/ingress"
+	"github.com/skiffhq/skiff/pki"
 	"github.com/skiffhq/skiff/reconciler"
 	"github.com/skiffhq/skiff/state"
 )
@@ -80,4 +84,51 @@ func (a *Agent) clusterDNS() func(*corev1.Pod) reconciler.DNSConfig {
 		servers, searches, options := dnsd.ResolvConf(pod.Namespace, a.cfg.ClusterDomain, host)
 		return reconciler.DNSConfig{Servers: servers, Searches: searches, Options: options}
 	}
+}
+
+// startIngress runs the TLS ingress on this node (unless both listeners are off). Hosts
+// without a certificate get one from the cluster CA, kept in memory only.
+func (a *Agent) startIngress(ctx context.Context) error {
+	off := func(s string) string {
+		if s == "off" {
+			return ""
+		}
+		return s
+	}
+	if off(a.cfg.HTTP) == "" && off(a.cfg.HTTPS) == "" {
+		return nil
+	}
+	srv, err := ingress.New(ingress.Config{
+		HTTP: off(a.cfg.HTTP), HTTPS: off(a.cfg.HTTPS),
+		Class: a.cfg.IngressClass, DefaultClass: true,
+		Issue: a.issueIngressCert, Log: a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("ingress: %w", err)
+	}
+	srv.Update(a.feed.State())
+	if err := srv.Start(ctx); err != nil {
+		return fmt.Errorf("ingress: %w (use --http/--https HOST:PORT, or off)", err)
+	}
+	a.ingress = srv
+	a.follow(ctx, srv.Update)
+	return nil
+}
+
+// issueIngressCert signs a certificate for hosts that have none in a Secret, so a home lab
+// gets HTTPS offline with no certificate handling at all.
+func (a *Agent) issueIngressCert(hosts []string) (*tls.Certificate, error) {
+	key, csr, err := pki.NewKeyAndCSR(hosts[0])
+	if err != nil {
+		return nil, err
+	}
+	crt, err := a.cluster.ca.Sign(csr, hosts[0], "skiff:ingress", nil, hosts, 90*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	kp, err := pki.ParseKeyPair(append(crt, a.cluster.ca.CertPEM...), key)
+	if err != nil {
+		return nil, err
+	}
+	return &kp.TLS, nil
 }

@@ -137,6 +137,7 @@ func printStatus(out io.Writer, st *agent.Status, output string) error {
 			fmt.Fprintf(out, "  %s\n", p.String())
 		}
 	}
+	printIngress(out, st)
 	fmt.Fprintf(out, "Objects:   %s\n", countString(st.Objects))
 	fmt.Fprintf(out, "Pods:      %s\n", countString(st.Pods))
 	if len(st.Nodes) > 0 {
@@ -151,6 +152,36 @@ func printStatus(out io.Writer, st *agent.Status, output string) error {
 		fmt.Fprintf(out, "Nodes:     %s\n", strings.Join(ns, ", "))
 	}
 	return nil
+}
+
+// printIngress lists the hosts this node's ingress serves, their certificates and problems.
+func printIngress(out io.Writer, st *agent.Status) {
+	var lines []string
+	for _, h := range st.Ingress {
+		if h.Host == "*" && len(h.Routes) == 0 && len(h.Problems) == 0 {
+			continue
+		}
+		line := fmt.Sprintf("  %s", h.Host)
+		if h.Certificate != "" {
+			line += fmt.Sprintf(": certificate from %s", h.Certificate)
+			if !h.NotAfter.IsZero() {
+				line += fmt.Sprintf(", expires %s", h.NotAfter.Format("2006-01-02"))
+			}
+		}
+		if h.Redirect {
+			line += ", http → https"
+		}
+		lines = append(lines, line)
+		for _, p := range h.Problems {
+			lines = append(lines, "    ! "+p)
+		}
+	}
+	if len(lines) > 0 {
+		fmt.Fprintln(out, "Ingress:")
+		for _, l := range lines {
+			fmt.Fprintln(out, l)
+		}
+	}
 }
 
 func countString(m map[string]int) string {

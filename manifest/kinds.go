@@ -23,6 +23,7 @@ var Implemented = map[string]bool{
 	"StatefulSet":           true,
 	"PersistentVolumeClaim": true,
 	"PersistentVolume":      true,
+	"Endpoints":             true, // selector-less Services (services.Endpoints)
 }
 
 // served is the one apiVersion skiff reads for each kind of its support table.
