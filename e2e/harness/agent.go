@@ -139,6 +139,11 @@ func StartAgent(t testing.TB, repo string, flags map[string]string, extra ...str
 		"podman":   testenv.Podman(t),
 		"api":      a.API,
 		"raft":     fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		// Cluster DNS and ingress listen too; on loopback ports of their own, so agents
+		// running side by side (and other work on this machine) do not collide on 53/80/443.
+		"dns":   fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		"http":  fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		"https": fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 	}
 	for k, v := range flags {
 		if v == "" {
@@ -196,7 +201,8 @@ func (a *Agent) start(t testing.TB) {
 			return
 		}
 		started <- nil
-		_ = cmd.Wait()
+		err := cmd.Wait()
+		fmt.Fprintf(logf, "=== agent exited: %v\n", err)
 		logf.Close()
 		close(done)
 	}()
@@ -209,7 +215,7 @@ func (a *Agent) start(t testing.TB) {
 	Eventually(t, 60*time.Second, func() error {
 		select {
 		case <-done:
-			return fmt.Errorf("agent %s exited at start: %s", a.Name, tailLog(a.logPath, 20))
+			t.Fatalf("agent %s exited at start:\n%s", a.Name, tailLog(a.logPath, 20))
 		default:
 		}
 		resp, err := InsecureHTTP.Get(a.Server + "/readyz")

@@ -287,8 +287,8 @@ func (a *Agent) WaitPod(t testing.TB, timeout time.Duration, name string, check 
 		if p, err = a.Pod(t, name); err != nil {
 			return err
 		}
-		if ContainerStatus(p, "app") == nil {
-			return fmt.Errorf("pod %s has no status for container app yet", name)
+		if ContainerStatus(p, "") == nil {
+			return fmt.Errorf("pod %s has no container status yet", name)
 		}
 		if err := check(p); err != nil {
 			return fmt.Errorf("pod %s: %w (%s)", name, err, ContainerSummary(p))
@@ -304,10 +304,9 @@ var InsecureHTTP = &http.Client{Timeout: 10 * time.Second, Transport: &http.Tran
 	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // test client of a loopback agent
 }}
 
-// HTTPGet fetches a URL and returns the body of a 200 answer.
+// HTTPGet fetches a URL (http, or https on an agent) and returns the body of a 200 answer.
 func HTTPGet(url string) (string, error) {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
+	resp, err := InsecureHTTP.Get(url)
 	if err != nil {
 		return "", err
 	}
