@@ -28,11 +28,13 @@ import (
 	"github.com/skiffhq/skiff/ingress"
 	"github.com/skiffhq/skiff/internal/version"
 	"github.com/skiffhq/skiff/manifest"
+	"github.com/skiffhq/skiff/netplane"
 	"github.com/skiffhq/skiff/pki"
 	"github.com/skiffhq/skiff/reconciler"
 	"github.com/skiffhq/skiff/reconciler/controller"
 	"github.com/skiffhq/skiff/reconciler/podman"
 	"github.com/skiffhq/skiff/reconciler/volume"
+	"github.com/skiffhq/skiff/services"
 	"github.com/skiffhq/skiff/state"
 )
 
@@ -63,6 +65,7 @@ type Agent struct {
 	metrics *metrics
 	dns     *dnsd.Server
 	ingress *ingress.Server
+	plane   *netplane.Plane
 
 	api            *http.Server
 	apiLn          net.Listener
@@ -219,10 +222,15 @@ func (a *Agent) startNode(ctx context.Context) error {
 		HostPathAllow: a.cfg.HostPathAllow,
 		GitRepos:      gitsync.NewRepoCache(filepath.Join(a.cfg.DataDir, "gitrepo"), a.log),
 	})
+	if err := a.startNetPlane(ctx); err != nil {
+		a.setNotReady("pod network: " + err.Error())
+		return err
+	}
 	a.node = reconciler.NewNode(reconciler.Config{
 		NodeName: a.cfg.Name, NodeIP: a.nodeIP(), Runtime: a.runtime, Store: a.store,
 		Volumes: a.volumes, Recorder: a.events, Network: a.cfg.Network, Log: a.log,
 		ClusterDNS: a.clusterDNS(),
+		ServiceEnv: func(pod *corev1.Pod) []corev1.EnvVar { return services.EnvVars(a.store.State(), pod) },
 	})
 	if err := a.node.Start(ctx); err != nil {
 		a.setNotReady("node loop: " + err.Error())
@@ -278,6 +286,9 @@ func (a *Agent) Stop() error {
 	var errs []error
 	if a.node != nil {
 		errs = append(errs, a.node.Stop())
+	}
+	if a.plane != nil {
+		_ = a.plane.Stop() // the rules stay: pods keep their network across agent restarts
 	}
 	if a.api != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

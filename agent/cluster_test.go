@@ -62,6 +62,8 @@ func (c *testCluster) config(name string, mutate ...func(*Config)) Config {
 	cfg.API, cfg.Raft = freeAddr(c.t, ip), freeAddr(c.t, ip)
 	cfg.Poll = metav1.Duration{Duration: time.Second}
 	cfg.DNS, cfg.HTTP, cfg.HTTPS = freeAddr(c.t, ip), "off", "off"
+	// Several agents share this machine and its Podman: no host routes or nftables.
+	cfg.NetPlane, cfg.Network = false, "podman"
 	for _, m := range mutate {
 		m(&cfg)
 	}

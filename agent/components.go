@@ -12,8 +12,10 @@ import (
 
 	"github.com/skiffhq/skiff/dnsd"
 	"github.com/skiffhq/skiff/ingress"
+	"github.com/skiffhq/skiff/netplane"
 	"github.com/skiffhq/skiff/pki"
 	"github.com/skiffhq/skiff/reconciler"
+	"github.com/skiffhq/skiff/services"
 	"github.com/skiffhq/skiff/state"
 )
 
@@ -47,8 +49,8 @@ func (a *Agent) startDNS(ctx context.Context) error {
 	}
 	svcNet, podNet := netip.MustParsePrefix(a.cfg.ServiceCIDR), netip.MustParsePrefix(a.cfg.PodCIDR)
 	allow := []netip.Prefix{podNet, svcNet, netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
-	if a.cfg.Network == "" {
-		allow = append(allow, podmanDefaultNet)
+	if !a.cfg.NetPlane {
+		allow = append(allow, podmanDefaultNet) // pods on an existing network: Podman's default, most likely
 	}
 	srv, err := dnsd.New(dnsd.Config{
 		Addr: a.cfg.DNSAddr(), Domain: a.cfg.ClusterDomain, Upstreams: a.cfg.DNSUpstream,
@@ -131,4 +133,47 @@ func (a *Agent) issueIngressCert(hosts []string) (*tls.Certificate, error) {
 		return nil, err
 	}
 	return &kp.TLS, nil
+}
+
+// startNetPlane runs this node's pod network and Service data plane, fed from every
+// snapshot, and waits until the node's pod network exists (the leader must have given it
+// a subnet): pods must not start on a network that is not there.
+func (a *Agent) startNetPlane(ctx context.Context) error {
+	if !a.cfg.NetPlane {
+		return nil
+	}
+	ip, err := netip.ParseAddr(a.nodeIP())
+	if err != nil {
+		return fmt.Errorf("netplane: node address %q: %w", a.nodeIP(), err)
+	}
+	p, err := netplane.New(netplane.Config{
+		Node: a.cfg.Name, NodeIP: ip, Podman: a.cfg.Podman, Network: a.cfg.Network,
+		ClusterCIDR: netip.MustParsePrefix(a.cfg.PodCIDR), ServiceCIDR: netip.MustParsePrefix(a.cfg.ServiceCIDR),
+		Log: a.log.With("component", "netplane"),
+	})
+	if err != nil {
+		return fmt.Errorf("netplane: %w", err)
+	}
+	if err := p.Start(ctx); err != nil {
+		return fmt.Errorf("netplane: %w", err)
+	}
+	a.plane = p
+	a.follow(ctx, p.Update)
+	a.setNotReady("waiting for this node's pod network (the leader allocates its subnet)")
+	select {
+	case <-p.Ready():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// allocConfig is what the leader's Service allocator needs from the flags.
+func (a *Agent) allocConfig() *services.AllocConfig {
+	lo, hi := 30000, 32767
+	fmt.Sscanf(a.cfg.NodePortRange, "%d-%d", &lo, &hi)
+	return &services.AllocConfig{
+		ServiceCIDR: netip.MustParsePrefix(a.cfg.ServiceCIDR), PodCIDR: netip.MustParsePrefix(a.cfg.PodCIDR),
+		NodePorts: [2]int{lo, hi}, NodeReady: a.health.ready,
+	}
 }

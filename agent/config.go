@@ -34,8 +34,12 @@ type Config struct {
 	WebhookSecretFile string          `json:"webhookSecretFile"` // shared secret for POST /hooks/git
 
 	// Node.
-	Podman        string   `json:"podman"`        // Podman API socket URI
-	Network       string   `json:"network"`       // Podman network for pods ("" = podman's default)
+	Podman  string `json:"podman"`  // Podman API socket URI
+	Network string `json:"network"` // Podman network for pods (made by netplane unless NetPlane is off)
+	// NetPlane programs this node's pod network (the Network, routes to other nodes' pods)
+	// and the Service data plane (nftables). Off: pods use an existing Network as is and
+	// Service cluster IPs are not reachable (for several agents sharing one machine).
+	NetPlane      bool     `json:"netplane"`
 	HostPathAllow []string `json:"hostPathAllow"` // hostPath prefixes pods may mount (default: none)
 
 	// Listeners.
@@ -80,6 +84,8 @@ func Default() Config {
 		Path:                  ".",
 		Poll:                  metav1.Duration{Duration: 15 * time.Second},
 		Podman:                "unix:///run/podman/podman.sock",
+		Network:               "skiff",
+		NetPlane:              true,
 		API:                   "0.0.0.0:7480",
 		Raft:                  "0.0.0.0:7481",
 		NodeGrace:             metav1.Duration{Duration: 2 * time.Second},

@@ -80,6 +80,7 @@ func (l *leaderLoop) start(ctx context.Context) error {
 	ctrl := controller.NewManager(a.store, a.events, a.health.ready, a.log)
 	ctrl.SetNodeNotReadySince(a.health.notReadySince)
 	ctrl.UnreachableToleration = a.cfg.UnreachableToleration.Duration
+	ctrl.Services = a.allocConfig()
 	if err := ctrl.Start(ctx); err != nil {
 		return fmt.Errorf("controllers: %w", err)
 	}

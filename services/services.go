@@ -25,10 +25,16 @@ const (
 // List returns the Services of namespace ns ("" = all), sorted. The leader's service
 // controller stores each git Service, with its cluster IP, node ports and load-balancer
 // status allocated, as a Cluster object of the same name; a Service not yet allocated is
-// returned as written in git (no cluster IP yet).
+// returned as written in git but without a cluster IP (one written in git is a request,
+// not yet an address anyone may use).
 func List(s *state.State, ns string) []*corev1.Service {
 	byKey := map[state.Key]*corev1.Service{}
 	for _, svc := range state.Typed[*corev1.Service](s.Git.List("Service", ns)) {
+		if !Headless(svc) && (svc.Spec.ClusterIP != "" || len(svc.Spec.ClusterIPs) > 0) {
+			// An address written in git is only a request until the leader allocates it.
+			svc = svc.DeepCopy()
+			svc.Spec.ClusterIP, svc.Spec.ClusterIPs = "", nil
+		}
 		byKey[state.KeyOf(svc)] = svc
 	}
 	for _, svc := range state.Typed[*corev1.Service](s.Cluster.List("Service", ns)) {

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/skiffhq/skiff/manifest"
+	"github.com/skiffhq/skiff/services"
 	"github.com/skiffhq/skiff/state"
 )
 
@@ -70,6 +71,9 @@ type Input struct {
 	UnreachableToleration time.Duration
 	// Rand generates pod names and UIDs; nil: a generator seeded with the state's index.
 	Rand *rand.Rand
+	// Services, when set, allocates Service addresses and node pod subnets in the same
+	// command (it runs even before the first commit: nodes need their subnets to start).
+	Services *services.AllocConfig
 }
 
 // Event is something worth telling an operator about an object.
@@ -94,6 +98,12 @@ type Result struct {
 // state it reads; a converged state gives a nil Command.
 func Plan(in Input) Result {
 	p := newPlanner(in)
+	if in.Services != nil {
+		p.allocate(*in.Services)
+	}
+	if !p.s.Synced() {
+		return p.result() // nothing is declared yet: only addresses to hand out
+	}
 	p.evict()
 	p.collectGarbage()
 	p.deployments()
@@ -258,6 +268,24 @@ func (p *planner) after(d time.Duration) {
 
 func (p *planner) event(o manifest.Object, typ, reason, msg string) {
 	p.events = append(p.events, Event{Object: o, Type: typ, Reason: reason, Message: msg})
+}
+
+// allocate merges the Service allocator's decisions (cluster IPs, node ports, load-balancer
+// addresses, node pod subnets) into this plan's command.
+func (p *planner) allocate(cfg services.AllocConfig) {
+	if cfg.NodeReady == nil {
+		cfg.NodeReady = p.ready
+	}
+	put, del, events := services.Plan(p.s, cfg, p.now)
+	for _, o := range put {
+		p.put[state.KeyOf(o)] = o
+	}
+	for _, r := range del {
+		p.del[r.Key] = r
+	}
+	for _, e := range events {
+		p.event(e.Object, e.Type, e.Reason, e.Message)
+	}
 }
 
 func (p *planner) orig(k state.Key) manifest.Object {

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/skiffhq/skiff/events"
+	"github.com/skiffhq/skiff/services"
 	"github.com/skiffhq/skiff/state"
 )
 
@@ -52,9 +53,11 @@ type Manager struct {
 	// UnreachableToleration is the cluster-wide default toleration of an unreachable node
 	// (DefaultUnreachableToleration when 0).
 	UnreachableToleration time.Duration
-	Resync                time.Duration // DefaultResync when 0
-	Retry                 time.Duration // DefaultRetry when 0
-	Now                   func() time.Time
+	// Services, when set, makes every plan allocate Service addresses and node subnets.
+	Services *services.AllocConfig
+	Resync   time.Duration // DefaultResync when 0
+	Retry    time.Duration // DefaultRetry when 0
+	Now      func() time.Time
 
 	notReadySinceFn func(node string) (time.Time, bool)
 
@@ -148,13 +151,13 @@ func (m *Manager) planOnce(ctx context.Context, r *rand.Rand) time.Duration {
 		wait = DefaultResync
 	}
 	s := m.store.State()
-	if !s.Synced() {
+	if !s.Synced() && m.Services == nil {
 		return wait // nothing is declared yet: nothing to decide
 	}
 	now := m.now()
 	res := Plan(Input{
 		State: s, Now: now, NodeReady: m.nodeReady, NodeNotReadySince: m.notReadySince(s, now),
-		UnreachableToleration: m.UnreachableToleration, Rand: r,
+		UnreachableToleration: m.UnreachableToleration, Rand: r, Services: m.Services,
 	})
 	if res.Command != nil {
 		if err := m.store.Apply(ctx, res.Command); err != nil {
