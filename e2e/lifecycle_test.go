@@ -19,7 +19,8 @@ import (
 // scale-up; `kill -9` of the agent leaves its pods running and the restarted agent adopts
 // them without duplicates; a poll (no webhook) applies a rolling template change; a
 // Deployment removed from git is pruned with its ReplicaSets and pods; a force push back to
-// the first commit is followed; containers skiff did not create are never touched.
+// the first commit is followed; a kill -9 in the middle of a rollout leaves no duplicates;
+// containers skiff did not create are never touched.
 func TestAgentLifecycle(t *testing.T) {
 	needsPodman(t)
 	t.Parallel()
@@ -191,6 +192,61 @@ func TestAgentLifecycle(t *testing.T) {
 		}
 		a.WaitPods(t, 120*time.Second, "app=keep", 2, v1)
 		a.WaitPods(t, 60*time.Second, "app=gone", 1, v1)
+	})
+
+	t.Run("Kill9MidRollout", func(t *testing.T) {
+		// kill -9 as soon as the first pod of a new template exists: the restarted agent
+		// finishes the rollout, leaving exactly one sandbox and one container per pod.
+		repo.Write("keep.yaml", webDeployment("keep", 2, "v3"))
+		repo.Commit("keep: X=v3")
+		if code, msg := a.Hook(t, nil, nil); code != 202 {
+			t.Fatalf("webhook = %d %s", code, msg)
+		}
+		harness.Eventually(t, 30*time.Second, func() error {
+			pods, err := a.Pods(t, "app=keep")
+			if err != nil {
+				return err
+			}
+			for i := range pods {
+				if harness.EnvValue(pods[i].Spec.Containers[0], "X") == "v3" {
+					return nil
+				}
+			}
+			return fmt.Errorf("no pod of the new template yet: %s", harness.PodSummary(pods))
+		})
+		a.Kill9(t)
+		a.Restart(t, nil)
+		v3 := func(p *corev1.Pod) error {
+			if x := harness.EnvValue(p.Spec.Containers[0], "X"); x != "v3" {
+				return fmt.Errorf("X = %q; want v3", x)
+			}
+			return nil
+		}
+		keep := a.WaitPods(t, 120*time.Second, "app=keep", 2, v3)
+		gone := a.WaitPods(t, 10*time.Second, "app=gone", 1, nil)
+		want := append(harness.PodNames(keep), harness.PodNames(gone)...)
+		slices.Sort(want)
+		harness.Eventually(t, 30*time.Second, func() error {
+			var ctrs, sandboxes []string
+			for _, c := range harness.NodeContainers(t, a.Name) {
+				ctrs = append(ctrs, c.Labels["io.skiff.pod.name"]+"/"+c.State)
+			}
+			out, err := harness.Podman(t, "pod", "ps", "--format", "{{index .Labels \"io.skiff.pod.name\"}}", "--filter", "label=io.skiff.node="+a.Name)
+			if err != nil {
+				return err
+			}
+			sandboxes = strings.Fields(out)
+			slices.Sort(ctrs)
+			slices.Sort(sandboxes)
+			wantCtrs := make([]string, len(want))
+			for i, n := range want {
+				wantCtrs[i] = n + "/running"
+			}
+			if !slices.Equal(ctrs, wantCtrs) || !slices.Equal(sandboxes, want) {
+				return fmt.Errorf("podman has containers %v and pods %v; want exactly %v", ctrs, sandboxes, want)
+			}
+			return nil
+		})
 	})
 
 	t.Run("ForeignContainersUntouched", func(t *testing.T) {

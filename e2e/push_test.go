@@ -260,6 +260,34 @@ func TestGitPushUpdatesPods(t *testing.T) {
 		}
 	})
 
+	t.Run("ErrorsNameWhatIsWrong", func(t *testing.T) {
+		if code, msg := a.Hook(t, make([]byte, 2<<20), map[string]string{"X-GitHub-Event": "push"}); code != 413 {
+			t.Errorf("webhook with a 2 MiB body = %d %s; want 413", code, msg)
+		}
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"get", "pod", "nope"}, "nope"},
+			{[]string{"exec", "nope", "--", "true"}, "nope"},
+			{[]string{"logs", "nope"}, "nope"},
+			{[]string{"describe", "pod", "nope"}, "nope"},
+			{[]string{"get", "frobnicators"}, "frobnicators"},
+			{[]string{"exec", "solo", "-c", "nope", "--", "true"}, "nope"},
+		} {
+			r := a.Run(t, c.args...)
+			if r.Code == 0 || !strings.Contains(r.Stderr, c.want) {
+				t.Errorf("skiff %s: exit %d, stderr %q; want a failure naming %q", strings.Join(c.args, " "), r.Code, r.Stderr, c.want)
+			}
+		}
+		out := a.MustRun(t, "describe", "deployment", "web")
+		for _, want := range []string{"web", "Deployment", "replicas: 3", "Events:", "ScalingReplicaSet"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("skiff describe deployment web lacks %q:\n%s", want, out)
+			}
+		}
+	})
+
 	t.Run("HostPathRefusedWithoutAllowFlag", func(t *testing.T) {
 		harness.Eventually(t, 30*time.Second, func() error {
 			p, err := a.Pod(t, "hostpath-refused")
