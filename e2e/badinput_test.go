@@ -191,6 +191,15 @@ spec:
   - name: app
     image: localhost/skiff/does-not-exist:1.0
     imagePullPolicy: IfNotPresent
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: neverpull}
+spec:
+  containers:
+  - name: app
+    image: localhost/skiff/does-not-exist:1.0
+    imagePullPolicy: Never
 `)
 		head := repo.Commit("a pod whose image is not there")
 		if st, _ := a.Sync(t); st.Live == nil || st.Live.Hash != head {
@@ -203,6 +212,13 @@ spec:
 			}
 			if p.Status.Phase != corev1.PodPending {
 				return fmt.Errorf("phase %s; want Pending", p.Status.Phase)
+			}
+			return nil
+		})
+		a.WaitPod(t, 60*time.Second, "neverpull", func(p *corev1.Pod) error {
+			w := harness.ContainerStatus(p, "app").State.Waiting
+			if w == nil || w.Reason != "ErrImageNeverPull" {
+				return fmt.Errorf("waiting %+v; want ErrImageNeverPull (imagePullPolicy Never, image not present)", w)
 			}
 			return nil
 		})

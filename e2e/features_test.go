@@ -28,7 +28,9 @@ stringData: {token: s3cr3t}
 }
 
 // featuresPod has two containers sharing an emptyDir and the network, a hostPort, env from
-// a ConfigMap, a Secret and the downward API, a ConfigMap volume and an allowed hostPath.
+// a ConfigMap, a Secret and the downward API, and volumes of every kind: configMap (whole and
+// items with a mode), secret, downwardAPI, emptyDir on disk and in memory, an allowed
+// hostPath and a gitRepo.
 const featuresPod = `apiVersion: v1
 kind: Pod
 metadata:
@@ -61,9 +63,15 @@ spec:
   - name: side
     image: localhost/skiff/demo:latest
     imagePullPolicy: IfNotPresent
-    command: [sh, -c, 'echo from-side > /shared/hello && exec sleep 3600']
+    command: [sh, -c]
+    args: ['echo from-side > hello && exec sleep 3600']
+    workingDir: /shared
     volumeMounts:
     - {name: shared, mountPath: /shared}
+    - {name: items, mountPath: /items}
+    - {name: downward, mountPath: /downward}
+    - {name: mem, mountPath: /mem}
+    - {name: git, mountPath: /git}
   volumes:
   - name: config
     configMap: {name: cfg}
@@ -73,11 +81,20 @@ spec:
     hostPath: {path: %[2]q, type: DirectoryOrCreate}
   - name: secret
     secret: {secretName: sec}
+  - name: items
+    configMap: {name: cfg, items: [{key: greeting, path: sub/greeting.txt, mode: 0400}]}
+  - name: downward
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+  - name: mem
+    emptyDir: {medium: Memory, sizeLimit: 16Mi}
+  - name: git
+    gitRepo: {repository: %[3]q, revision: main, directory: .}
 `
 
 // TestPodFeatures: hostPort on 127.0.0.1, env from configMapKeyRef/secretKeyRef/fieldRef,
 // an emptyDir shared by two containers that also share localhost, a hostPath under
-// --host-path-allow, a Secret volume in tmpfs, a pod in another namespace, and a ConfigMap
+// --host-path-allow, a Secret volume in tmpfs, configMap items with a mode, downwardAPI,
+// emptyDir in memory, gitRepo, workingDir and args, a pod in another namespace, and a ConfigMap
 // volume that changes in place after a commit. The agent reads a local path (not a URL)
 // and only --path deploy: a broken manifest beside it is never read.
 func TestPodFeatures(t *testing.T) {
@@ -88,7 +105,10 @@ func TestPodFeatures(t *testing.T) {
 	port := harness.FreePort(t)
 	repo := gitrepo.New(t)
 	repo.Write("deploy/config.yaml", configMap("hello"))
-	repo.Write("deploy/pod.yaml", fmt.Sprintf(featuresPod, port, hostDir))
+	content := gitrepo.New(t)
+	content.Write("hello.txt", "from git\n")
+	content.Commit("content")
+	repo.Write("deploy/pod.yaml", fmt.Sprintf(featuresPod, port, hostDir, content.URL()))
 	repo.Write("deploy/shop/pod.yaml", strings.Replace(demoPod("other-ns", "", "env: [{name: NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}]"),
 		"  name: other-ns\n", "  name: other-ns\n  namespace: shop\n", 1))
 	repo.Write("not-deployed.yaml", "this: [is not valid\n")
@@ -168,6 +188,23 @@ func TestPodFeatures(t *testing.T) {
 		}
 		if out := a.MustRun(t, "get", "secrets", "-o", "json"); strings.Contains(out, "s3cr3t") || strings.Contains(out, "czNjcjN0") {
 			t.Errorf("skiff get secrets -o json shows the secret's value:\n%s", out)
+		}
+	})
+
+	t.Run("MoreVolumesAndWorkingDir", func(t *testing.T) {
+		for _, c := range []struct{ cmd, want string }{
+			{"pwd", "/shared"},
+			{"cat /items/sub/greeting.txt", "hello"},
+			{"stat -L -c %a /items/sub/greeting.txt", "400"},
+			{"grep tier /downward/labels", `tier="edge"`},
+			{`awk '$2=="/mem" {print $3; if ($4 ~ /size=16384k/) print "sizeLimit"}' /proc/mounts`, "tmpfs\nsizeLimit"},
+			{"cat /git/hello.txt", "from git"},
+			{"touch /git/new 2>/dev/null && echo writable || echo read-only", "read-only"},
+		} {
+			r := a.Run(t, "exec", "features", "-c", "side", "--", "sh", "-c", c.cmd)
+			if strings.TrimSpace(r.Stdout) != c.want {
+				t.Errorf("in container side, %s = %q (exit %d, %q); want %q", c.cmd, strings.TrimSpace(r.Stdout), r.Code, r.Stderr, c.want)
+			}
 		}
 	})
 
