@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skiffhq/skiff/agent"
 )
@@ -79,7 +78,9 @@ pods placed on it with Podman and serves the HTTP API.`,
 					return err
 				}
 			}
-			applyChanged(cmd.Flags(), &cfg, &flagCfg) // flags given on the command line override the file
+			if err := applyChanged(cmd.Flags(), &cfg); err != nil { // flags override the file
+				return err
+			}
 
 			log := newLogger(cfg.LogLevel)
 			a, err := agent.New(cfg, log)
@@ -94,41 +95,26 @@ pods placed on it with Podman and serves the HTTP API.`,
 	return cmd
 }
 
-// applyChanged copies the fields whose flags were set from overlay into cfg.
-func applyChanged(fs *pflag.FlagSet, cfg, o *agent.Config) {
-	set := map[string]func(){
-		"name": func() { cfg.Name = o.Name }, "data-dir": func() { cfg.DataDir = o.DataDir },
-		"repo": func() { cfg.Repo = o.Repo }, "ref": func() { cfg.Ref = o.Ref }, "path": func() { cfg.Path = o.Path },
-		"poll":                 func() { cfg.Poll = metav1.Duration{Duration: o.Poll.Duration} },
-		"depth":                func() { cfg.Depth = o.Depth },
-		"git-ssh-key-file":     func() { cfg.GitSSHKeyFile = o.GitSSHKeyFile },
-		"git-known-hosts-file": func() { cfg.GitKnownHostsFile = o.GitKnownHostsFile },
-		"git-username":         func() { cfg.GitUsername = o.GitUsername },
-		"git-password-file":    func() { cfg.GitPasswordFile = o.GitPasswordFile },
-		"git-token-file":       func() { cfg.GitTokenFile = o.GitTokenFile },
-		"webhook-secret-file":  func() { cfg.WebhookSecretFile = o.WebhookSecretFile },
-		"podman":               func() { cfg.Podman = o.Podman }, "network": func() { cfg.Network = o.Network },
-		"host-path-allow": func() { cfg.HostPathAllow = o.HostPathAllow },
-		"api":             func() { cfg.API = o.API }, "raft": func() { cfg.Raft = o.Raft },
-		"advertise": func() { cfg.Advertise = o.Advertise }, "log-level": func() { cfg.LogLevel = o.LogLevel },
-		"dns": func() { cfg.DNS = o.DNS }, "dns-upstream": func() { cfg.DNSUpstream = o.DNSUpstream },
-		"cluster-domain": func() { cfg.ClusterDomain = o.ClusterDomain }, "service-cidr": func() { cfg.ServiceCIDR = o.ServiceCIDR },
-		"pod-cidr": func() { cfg.PodCIDR = o.PodCIDR }, "node-port-range": func() { cfg.NodePortRange = o.NodePortRange },
-		"http": func() { cfg.HTTP = o.HTTP }, "https": func() { cfg.HTTPS = o.HTTPS },
-		"ingress-class": func() { cfg.IngressClass = o.IngressClass },
-		"bootstrap":     func() { cfg.Bootstrap = o.Bootstrap }, "join": func() { cfg.Join = o.Join },
-		"token": func() { cfg.Token = o.Token }, "token-file": func() { cfg.TokenFile = o.TokenFile },
-		"leave-on-terminate":     func() { cfg.LeaveOnTerminate = o.LeaveOnTerminate },
-		"node-grace":             func() { cfg.NodeGrace = o.NodeGrace },
-		"unreachable-toleration": func() { cfg.UnreachableToleration = o.UnreachableToleration },
-		"max-voters":             func() { cfg.MaxVoters = o.MaxVoters },
-		"snapshot-threshold":     func() { cfg.SnapshotThreshold = o.SnapshotThreshold },
-	}
-	fs.Visit(func(f *pflag.Flag) {
-		if fn, ok := set[f.Name]; ok {
-			fn()
+// applyChanged sets, on cfg, every flag given on the command line: the flags are bound to
+// cfg through a fresh flag set, so no flag can be forgotten here.
+func applyChanged(given *pflag.FlagSet, cfg *agent.Config) error {
+	onto := pflag.NewFlagSet("config", pflag.ContinueOnError)
+	loaded := *cfg
+	agentFlags(onto, cfg) // binding writes each flag's default into cfg...
+	*cfg = loaded         // ...so put back what the defaults and the file said
+	var err error
+	given.Visit(func(f *pflag.Flag) {
+		target := onto.Lookup(f.Name)
+		if target == nil || err != nil {
+			return
 		}
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			err = target.Value.(pflag.SliceValue).Replace(sv.GetSlice())
+			return
+		}
+		err = target.Value.Set(f.Value.String())
 	})
+	return err
 }
 
 func newLogger(level string) *slog.Logger {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -143,13 +144,13 @@ func execute(ctx context.Context, c *client, ns, pod, container string, command 
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		msg := strings.TrimSpace(string(b))
-		if i := strings.Index(msg, `"error": "`); i >= 0 {
-			msg = strings.TrimSuffix(strings.TrimSpace(msg[i+10:]), `"`+"\n}")
-			msg = strings.TrimSuffix(msg, `"}`)
-			msg = strings.TrimSuffix(strings.TrimSpace(msg), `"`)
+		var e struct {
+			Error string `json:"error"`
 		}
-		return 0, fmt.Errorf("%s", msg)
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return 0, fmt.Errorf("%s", e.Error)
+		}
+		return 0, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
 	if tty {
 		if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {

@@ -190,7 +190,7 @@ func newCluster(t *testing.T, n int, start int) *cluster {
 }
 
 func (c *cluster) args() []string {
-	return []string{"--repo", c.url, "--poll", "2s", "--dns", "off", "--http", "off", "--https", "off"}
+	return []string{"--repo", c.url, "--poll", "2s", "--http", "off", "--https", "off"}
 }
 
 func (c *cluster) join(ctx context.Context, n *rig.Node) {
