@@ -21,6 +21,9 @@ var Implemented = map[string]bool{
 	"Namespace":             true,
 	"Ingress":               true,
 	"StatefulSet":           true,
+	"DaemonSet":             true,
+	"Job":                   true,
+	"CronJob":               true,
 	"PersistentVolumeClaim": true,
 	"PersistentVolume":      true,
 	"Endpoints":             true, // selector-less Services (services.Endpoints)

@@ -235,11 +235,6 @@ func TestParseFS(t *testing.T) {
 			objects: []string{"Pod default/web p.yaml#1"},
 		},
 		{
-			name: "kind not implemented yet is checked, reported and left out",
-			fsys: fstest.MapFS{"j.yaml": mapFile("apiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n")},
-			want: []string{`j.yaml:1: Job/once: unsupported: kind Job is not implemented yet; object ignored (line 2)`},
-		},
-		{
 			name:    "cluster-scoped kinds take no namespace",
 			fsys:    fstest.MapFS{"ns.yaml": mapFile("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, namespace: x}\n")},
 			want:    []string{`ns.yaml:1: Namespace/shop: metadata.namespace: unsupported: field ignored: a Namespace is not in a namespace (line 3)`},
@@ -271,6 +266,22 @@ func TestParseFS(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestParseKindNotImplemented: a kind of the support table whose controller has not landed
+// is checked, reported and left out (every kind runs today: one is taken out for the test).
+func TestParseKindNotImplemented(t *testing.T) {
+	Implemented["Job"] = false
+	t.Cleanup(func() { Implemented["Job"] = true })
+	fsys := fstest.MapFS{"j.yaml": mapFile("apiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n")}
+	r := ParseFS(fsys, ".", Options{})
+	want := []string{`j.yaml:1: Job/once: unsupported: kind Job is not implemented yet; object ignored (line 2)`}
+	if got := problemLines(r.Problems); !reflect.DeepEqual(got, want) {
+		t.Errorf("ParseFS(job not implemented) problems = %q; want %q", got, want)
+	}
+	if len(r.Objects) != 0 {
+		t.Errorf("ParseFS(job not implemented) objects = %q; want none", describeObjects(r.Objects))
 	}
 }
 

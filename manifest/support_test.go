@@ -48,6 +48,12 @@ func TestSupportTable(t *testing.T) {
 		{"Ingress", "spec.rules[].http.paths[].backend.resource", Refused},
 		{"PersistentVolume", "spec.nfs", Refused},
 		{"Secret", "stringData", Supported},
+		{"DaemonSet", "spec.updateStrategy", Supported},
+		{"Job", "spec.suspend", Supported},
+		{"Job", "spec.podFailurePolicy", Refused},
+		{"Job", "spec.selector", Ignored},
+		{"CronJob", "spec.timeZone", Supported},
+		{"CronJob", "spec.jobTemplate.spec.ttlSecondsAfterFinished", Supported},
 	}
 	for _, tt := range tests {
 		got, ok := rows[tt.kind+" "+tt.field]

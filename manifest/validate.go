@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
+	_ "time/tzdata" // CronJob time zones on nodes without a zoneinfo database
+
+	cron "github.com/robfig/cron/v3"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -175,6 +179,8 @@ func nameRule(kind string) (func(string, bool) []string, int) {
 		return apivalidation.NameIsDNSLabel, 0
 	case "CronJob":
 		return apivalidation.NameIsDNSSubdomain, 52 // room for the Jobs' time suffix
+	case "Job":
+		return apivalidation.NameIsDNSSubdomain, 63 // its pods' job-name label holds it
 	case "StatefulSet":
 		// Its pods are named NAME-ORDINAL and use that as their hostname (a DNS label), and
 		// their controller-revision-hash label holds NAME-HASH (a label value, 63 at most).
@@ -369,6 +375,12 @@ func (v *validator) jobSpec(s *batchv1.JobSpec, p *field.Path) {
 	v.nonNegative(p.Child("backoffLimit"), s.BackoffLimit)
 	v.nonNegative(p.Child("ttlSecondsAfterFinished"), s.TTLSecondsAfterFinished)
 	v.positive(p.Child("activeDeadlineSeconds"), s.ActiveDeadlineSeconds)
+	if r := s.PodReplacementPolicy; r != nil {
+		v.oneOf(p.Child("podReplacementPolicy"), string(*r), string(batchv1.TerminatingOrFailed), string(batchv1.Failed))
+	}
+	if m := s.ManagedBy; m != nil && *m != batchv1.JobControllerName {
+		v.unsupported(p.Child("managedBy"), "managedBy %q: no other controller runs Jobs in skiff; leave it unset", *m)
+	}
 	if m := s.CompletionMode; m != nil && *m != batchv1.NonIndexedCompletion {
 		if *m == batchv1.IndexedCompletion {
 			v.unsupported(p.Child("completionMode"), "completionMode Indexed; use NonIndexed")
@@ -384,6 +396,16 @@ func (v *validator) jobSpec(s *batchv1.JobSpec, p *field.Path) {
 func (v *validator) cronJob(c *batchv1.CronJob) {
 	p := field.NewPath("spec")
 	v.schedule(c.Spec.Schedule, p.Child("schedule"))
+	if tz := c.Spec.TimeZone; tz != nil {
+		switch _, err := time.LoadLocation(*tz); {
+		case *tz == "":
+			v.errorf(p.Child("timeZone"), "timeZone must be unset or a time zone name")
+		case strings.EqualFold(*tz, "Local"):
+			v.errorf(p.Child("timeZone"), "invalid value %q: timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones", *tz)
+		case err != nil:
+			v.errorf(p.Child("timeZone"), "invalid value %q: unknown time zone", *tz)
+		}
+	}
 	if c.Spec.ConcurrencyPolicy != "" {
 		v.oneOf(p.Child("concurrencyPolicy"), string(c.Spec.ConcurrencyPolicy), "Allow", "Forbid", "Replace")
 	}
@@ -425,6 +447,10 @@ func (v *validator) schedule(s string, p *field.Path) {
 			v.errorf(p, "invalid value %q: field %q has characters a cron schedule cannot have", s, f)
 			return
 		}
+	}
+	// The parser the CronJob controller uses, as the API server validates with it.
+	if _, err := cron.ParseStandard(s); err != nil {
+		v.errorf(p, "invalid value %q: %v", s, err)
 	}
 }
 

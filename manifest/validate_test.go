@@ -25,6 +25,15 @@ const dTemplate = `  selector: {matchLabels: {app: d}}
       containers: [{name: c, image: busybox:1.36}]
 `
 
+// cronJobYAML builds a CronJob manifest with a schedule (quoted YAML) and a time zone.
+func cronJobYAML(schedule, tz string) string {
+	m := "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\nspec:\n  schedule: " + schedule + "\n"
+	if tz != "" {
+		m += "  timeZone: " + tz + "\n"
+	}
+	return m + "  jobTemplate: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox:1.36}]}}}}\n"
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -151,7 +160,6 @@ spec:
   template:
     spec: {containers: [{name: c, image: busybox:1.36}]}
 `, []string{
-			`unsupported: kind Job is not implemented yet; object ignored (line 2)`,
 			`spec.completionMode: error: not supported by skiff: completionMode Indexed; use NonIndexed (line 5)`,
 			`spec.template.spec.restartPolicy: error: unsupported value "Always": must be one of "OnFailure", "Never" (line 7)`}},
 		{"cron schedule", `apiVersion: batch/v1
@@ -161,8 +169,42 @@ spec:
   schedule: "every hour"
   jobTemplate: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox:1.36}]}}}}
 `, []string{
-			`unsupported: kind CronJob is not implemented yet; object ignored (line 2)`,
 			`spec.schedule: error: invalid value "every hour": a schedule has five fields (minute hour day-of-month month day-of-week), got 2 (line 5)`}},
+		{"cron schedule out of range", cronJobYAML(`"61 * * * *"`, ""), []string{
+			`spec.schedule: error: invalid value "61 * * * *": end of range (61) above maximum (59): 61 (line 5)`}},
+		{"valid cron job with a time zone", cronJobYAML(`"0 9 * * 1-5"`, "Asia/Seoul"), nil},
+		{"cron descriptor", cronJobYAML(`"@hourly"`, ""), nil},
+		{"cron time zone", cronJobYAML(`"0 9 * * *"`, "Mars/Olympus"), []string{
+			`spec.timeZone: error: invalid value "Mars/Olympus": unknown time zone (line 6)`}},
+		{"cron local time zone", cronJobYAML(`"0 9 * * *"`, "Local"), []string{
+			`spec.timeZone: error: invalid value "Local": timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones (line 6)`}},
+		{"job fields", `apiVersion: batch/v1
+kind: Job
+metadata: {name: j}
+spec:
+  podReplacementPolicy: Sometimes
+  managedBy: example.com/queue
+  podFailurePolicy: {rules: [{action: FailJob, onExitCodes: {operator: In, values: [42]}}]}
+  manualSelector: true
+  template:
+    spec: {restartPolicy: Never, containers: [{name: c, image: busybox:1.36}]}
+`, []string{
+			`spec.podReplacementPolicy: error: unsupported value "Sometimes": must be one of "TerminatingOrFailed", "Failed" (line 5)`,
+			`spec.managedBy: error: not supported by skiff: managedBy "example.com/queue": no other controller runs Jobs in skiff; leave it unset (line 6)`,
+			`spec.podFailurePolicy: error: not supported by skiff: pod failure rules are not evaluated; every failed pod would count toward backoffLimit (line 7)`,
+			`spec.manualSelector: unsupported: field ignored: skiff selects a Job's pods by the controller-uid label it gives them (line 8)`}},
+		{"job name fits its pods' job-name label", "apiVersion: batch/v1\nkind: Job\nmetadata: {name: " + strings.Repeat("j", 64) + "}\nspec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox:1.36}]}}}\n", []string{
+			`metadata.name: error: invalid value "` + strings.Repeat("j", 64) + `": a Job name must be no more than 63 characters (line 3)`}},
+		{"valid daemon set", `apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  updateStrategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: c, image: busybox:1.36}]}
+`, nil},
 		{"service ports", `apiVersion: v1
 kind: Service
 metadata: {name: s}

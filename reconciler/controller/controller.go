@@ -1,11 +1,12 @@
 // Package controller is the leader's half of the reconciler: the Deployment, ReplicaSet,
-// ReplicationController and bare-Pod controllers, garbage collection and the scheduler, as
-// one pure function of the replicated state. Plan reads a snapshot and returns every decision
-// it makes as one state.Command; the Manager runs Plan on every state change and commits the
-// command to the store (the Raft log), so each decision is made once and every node acts on
-// the same one. The controllers follow Kubernetes' (pkg/controller/deployment, replicaset,
-// podgc, tainteviction, garbagecollector) closely; where skiff differs, the doc comment says
-// so.
+// ReplicationController, StatefulSet, DaemonSet, Job, CronJob and bare-Pod controllers,
+// storage, garbage collection and the scheduler, as one pure function of the replicated
+// state. Plan reads a snapshot and returns every decision it makes as one state.Command; the
+// Manager runs Plan on every state change and commits the command to the store (the Raft
+// log), so each decision is made once and every node acts on the same one. The controllers
+// follow Kubernetes' (pkg/controller/deployment, replicaset, statefulset, daemon, job,
+// cronjob, podgc, tainteviction, garbagecollector) closely; where skiff differs, the doc
+// comment says so.
 package controller
 
 import (
@@ -17,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -109,8 +111,11 @@ func Plan(in Input) Result {
 	p.deployments()
 	p.replicaSets()
 	p.statefulSets()
+	p.cronJobs()
+	p.jobs()
 	p.barePods()
 	p.persistentVolumes()
+	p.daemonSets() // places its pods itself, before the scheduler places the others
 	p.schedule()
 	return p.result()
 }
@@ -143,7 +148,8 @@ type planner struct {
 	events  []Event
 	requeue time.Duration
 	sched   *Scheduler
-	vols    *volumes // claims and volumes, built on first use (storage.go)
+	vols    *volumes                   // claims and volumes, built on first use (storage.go)
+	batch   map[state.Key]*batchv1.Job // cluster Jobs, built on first use (job.go); nil once deleted
 }
 
 func newPlanner(in Input) *planner {
@@ -311,9 +317,12 @@ func (p *planner) exists(ns string, ref metav1.OwnerReference) bool {
 				cur = o
 			}
 		default:
-			if o, ok := p.s.Git.Get(k); ok {
-				cur = o
-			} else if o, ok := p.s.Cluster.Get(k); ok {
+			// A git object, or a cluster object of the same name (a Job of git runs as a
+			// cluster Job with a UID of its own; its pods name that one).
+			if o, ok := p.s.Git.Get(k); ok && o.GetUID() == ref.UID {
+				return true
+			}
+			if o, ok := p.s.Cluster.Get(k); ok {
 				if d, gone := p.del[k]; !gone || d.UID != o.GetUID() {
 					cur = o
 				}
@@ -447,6 +456,8 @@ func (p *planner) deleteObject(o manifest.Object) {
 		p.vols.claims[k] = nil
 	case k.Kind == "PersistentVolume" && p.vols != nil:
 		p.vols.pvs[k.Name] = nil
+	case k.Kind == "Job" && p.batch != nil:
+		p.batch[k] = nil
 	}
 	delete(p.put, k)
 	if old := p.orig(k); old != nil && old.GetUID() == o.GetUID() {

@@ -40,6 +40,12 @@ type agent struct {
 	readyAfter time.Duration // a started pod turns ready this long after it started
 	neverReady string        // pods running this image never turn ready
 	stuck      bool          // terminating pods are never removed
+	// A pod whose restartPolicy is OnFailure or Never runs its container for runFor (at least one
+	// step), then exits: with 1 for the next fail[image] runs of that image (-1: every
+	// run), else with 0. With OnFailure a failed container restarts in place (its restart
+	// count goes up); otherwise the pod ends Succeeded or Failed.
+	runFor time.Duration
+	fail   map[string]int
 }
 
 func newCluster(t testing.TB, nodes ...*corev1.Node) *cluster {
@@ -114,15 +120,23 @@ func (c *cluster) runNodes() bool {
 			st.StartTime = &metav1.Time{Time: c.now}
 			setPodCondition(st, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionFalse, LastTransitionTime: metav1.NewTime(c.now)})
 		}
+		if isTerminal(pod) {
+			continue // finished: the node keeps it, for its logs
+		}
+		if rp := pod.Spec.RestartPolicy; (rp == corev1.RestartPolicyOnFailure || rp == corev1.RestartPolicyNever) && pod.Status.Phase == corev1.PodRunning {
+			if c.exit(pod, st) {
+				waiting = true
+			}
+		}
 		neverReady := c.agent.neverReady != "" && pod.Spec.Containers[0].Image == c.agent.neverReady
-		if !neverReady && !isPodReady(&corev1.Pod{Status: *st}) {
+		if !neverReady && st.Phase == corev1.PodRunning && !isPodReady(&corev1.Pod{Status: *st}) {
 			if c.now.Before(st.StartTime.Add(c.agent.readyAfter)) {
 				waiting = true
 			} else {
 				setPodCondition(st, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(c.now)})
 			}
 		}
-		if st.Phase != pod.Status.Phase || isPodReady(&corev1.Pod{Status: *st}) != isPodReady(pod) {
+		if st.Phase != pod.Status.Phase || isPodReady(&corev1.Pod{Status: *st}) != isPodReady(pod) || maxRestarts(&corev1.Pod{Status: *st}) != maxRestarts(pod) {
 			cmd.Status = append(cmd.Status, state.PodStatus{Key: state.KeyOf(pod), UID: pod.UID, Status: *st})
 		}
 	}
@@ -131,6 +145,43 @@ func (c *cluster) runNodes() bool {
 	}
 	c.apply(&cmd)
 	return true
+}
+
+// exit plays a run-to-completion container (see agent.runFor): it reports whether the
+// container is still running.
+func (c *cluster) exit(pod *corev1.Pod, st *corev1.PodStatus) bool {
+	started, restarts := st.StartTime.Time, int32(0)
+	if len(st.ContainerStatuses) > 0 {
+		cs := st.ContainerStatuses[0]
+		restarts = cs.RestartCount
+		if cs.State.Running != nil {
+			started = cs.State.Running.StartedAt.Time
+		}
+	}
+	if c.now.Before(started.Add(c.agent.runFor)) {
+		return true
+	}
+	image := pod.Spec.Containers[0].Image
+	failed := c.agent.fail[image] != 0
+	if c.agent.fail[image] > 0 {
+		c.agent.fail[image]--
+	}
+	now := metav1.NewTime(c.now)
+	name := pod.Spec.Containers[0].Name
+	if failed && pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure {
+		st.ContainerStatuses = []corev1.ContainerStatus{{Name: name, RestartCount: restarts + 1,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}}
+		return true
+	}
+	code, phase := int32(0), corev1.PodSucceeded
+	if failed {
+		code, phase = 1, corev1.PodFailed
+	}
+	st.Phase = phase
+	st.ContainerStatuses = []corev1.ContainerStatus{{Name: name, RestartCount: restarts,
+		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, FinishedAt: now}}}}
+	setPodCondition(st, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionFalse, LastTransitionTime: now})
+	return false
 }
 
 // converge plans and runs the nodes, a second apart, until nothing changes; check runs
@@ -152,6 +203,23 @@ func (c *cluster) converge(check func()) {
 		c.now = c.now.Add(time.Second)
 	}
 	c.t.Fatalf("no convergence after 1000 steps")
+}
+
+// run plans and runs the nodes every step until d has passed (time-driven controllers
+// always have a plan to come back to, so they never converge); check runs after every
+// change.
+func (c *cluster) run(d, step time.Duration, check func()) {
+	c.t.Helper()
+	for end := c.now.Add(d); c.now.Before(end); c.now = c.now.Add(step) {
+		c.plan()
+		if check != nil {
+			check()
+		}
+		c.runNodes()
+		if check != nil {
+			check()
+		}
+	}
 }
 
 // converged fails unless Plan has nothing left to do.

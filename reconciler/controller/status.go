@@ -7,6 +7,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -26,12 +27,15 @@ const (
 	reasonPaused                     = "DeploymentPaused"
 )
 
-// WithStatus returns a copy of a Deployment, ReplicaSet, ReplicationController or StatefulSet
-// with its .status computed from the pods in s at now, the way their Kubernetes controllers
-// would have written it (skiff never writes status to the log: it follows from the pods;
-// a StatefulSet's revisions come from its record), and a PersistentVolumeClaim or
-// PersistentVolume from git with the binding and phase the binder keeps on its cluster copy.
-// Other objects are returned as they are.
+// WithStatus returns a copy of a Deployment, ReplicaSet, ReplicationController, StatefulSet
+// or DaemonSet with its .status computed from the pods (and nodes) in s at now, the way their
+// Kubernetes controllers would have written it (skiff never writes status to the log: it
+// follows from the pods; a StatefulSet's revisions come from its record; a DaemonSet counts
+// every node as ready: liveness is not in the state), a Job with the status its controller
+// keeps on the cluster Job that runs it (see job.go) and the active, ready and terminating
+// pods counted, a CronJob with its record's schedule times and its active Jobs, and a
+// PersistentVolumeClaim or PersistentVolume from git with the binding and phase the binder
+// keeps on its cluster copy. Other objects are returned as they are.
 //
 // Deployment conditions are estimated from timestamps in the state: Progressing times out
 // (ProgressDeadlineExceeded) when progressDeadlineSeconds passed since the last sign of
@@ -64,6 +68,12 @@ func WithStatus(s *state.State, now time.Time, o manifest.Object) manifest.Objec
 		return c
 	case *appsv1.StatefulSet:
 		return statefulSetWithStatus(s, now, o)
+	case *appsv1.DaemonSet:
+		return daemonSetWithStatus(s, now, o, nil)
+	case *batchv1.Job:
+		return jobWithStatus(s, o)
+	case *batchv1.CronJob:
+		return cronJobWithStatus(s, o)
 	case *corev1.PersistentVolumeClaim:
 		return claimWithStatus(s, o)
 	case *corev1.PersistentVolume:
