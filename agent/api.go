@@ -190,6 +190,9 @@ func (a *Agent) status(ctx context.Context) Status {
 		Failed: s.Failed, Objects: map[string]int{}, Pods: map[string]int{}, Index: s.Index,
 	}
 	st.Leader, _ = a.store.Leader()
+	if st.Ref == "" {
+		st.Ref = s.Live.Ref // the branch the remote's HEAD points to
+	}
 	if s.Synced() {
 		live := s.Live
 		st.Warnings, live.Problems = live.Problems, nil
@@ -334,6 +337,10 @@ func (a *Agent) list(ctx context.Context, res manifest.Resource, ns string) ([]m
 		objs = append(s.Git.List(res.Kind, ns), s.Cluster.List(res.Kind, ns)...)
 	case "ControllerRevision":
 		objs = s.Cluster.List(res.Kind, ns)
+	case "Job":
+		for _, j := range controller.Jobs(s, ns) {
+			objs = append(objs, j)
+		}
 	case "PersistentVolumeClaim":
 		for _, c := range controller.Claims(s, ns) {
 			objs = append(objs, c)

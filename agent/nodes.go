@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skiffhq/skiff/manifest"
 	"github.com/skiffhq/skiff/state"
@@ -158,17 +159,22 @@ func (a *Agent) setCordon(ctx context.Context, node *corev1.Node, on bool) error
 	return a.store.Apply(ctx, &state.Command{Put: state.Wrap[manifest.Object](n)})
 }
 
-// drain cordons a node and evicts its pods gracefully; their controllers start
-// replacements elsewhere.
+// drain cordons a node and evicts its pods gracefully (not DaemonSet pods, not finished
+// ones); their controllers start replacements elsewhere.
 func (a *Agent) drain(ctx context.Context, node *corev1.Node) (int, error) {
 	if err := a.setCordon(ctx, node, true); err != nil {
 		return 0, err
 	}
 	cmd := &state.Command{}
 	for _, p := range state.Typed[*corev1.Pod](a.store.State().Cluster.List("Pod", "")) {
-		if p.Spec.NodeName == node.Name && p.DeletionTimestamp == nil {
-			cmd.Delete = append(cmd.Delete, state.Ref{Key: state.KeyOf(p), UID: p.UID})
+		if p.Spec.NodeName != node.Name || p.DeletionTimestamp != nil ||
+			p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue // finished pods stay for their logs
 		}
+		if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "DaemonSet" {
+			continue // it would come straight back: kubectl drain --ignore-daemonsets
+		}
+		cmd.Delete = append(cmd.Delete, state.Ref{Key: state.KeyOf(p), UID: p.UID})
 	}
 	if len(cmd.Delete) == 0 {
 		return 0, nil

@@ -335,29 +335,49 @@ var (
 // It downloads only when that commit is missing, so an unchanged remote costs one listing
 // of references. A full commit SHA already in the clone costs nothing at all.
 func (m *mirror) update(ctx context.Context, ref string) (*object.Commit, error) {
+	c, _, err := m.updateNamed(ctx, ref)
+	return c, err
+}
+
+// updateNamed is update that also says which ref it followed: the branch the remote's HEAD
+// points to when ref is empty or HEAD (so status can name it), else ref as given.
+func (m *mirror) updateNamed(ctx context.Context, ref string) (*object.Commit, string, error) {
+	c, name, err := m.updateRef(ctx, ref)
+	if ref == "" || ref == "HEAD" {
+		if short := name.Short(); name != "" && name != plumbing.HEAD && short != "" {
+			return c, short, err
+		}
+	}
+	return c, ref, err
+}
+
+func (m *mirror) updateRef(ctx context.Context, ref string) (*object.Commit, plumbing.ReferenceName, error) {
 	if fullSHA.MatchString(ref) {
 		if c, err := m.repo.CommitObject(plumbing.NewHash(ref)); err == nil {
-			return c, nil
+			return c, "", nil
 		}
 	}
 	adv, err := m.list(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if ref != "" && ref != "HEAD" && (fullSHA.MatchString(ref) || shortSHA.MatchString(ref) && !adv.hasName(ref)) {
-		return m.updateSHA(ctx, adv, ref)
+		c, err := m.updateSHA(ctx, adv, ref)
+		return c, "", err
 	}
 	name, ok := adv.resolveName(ref)
 	if !ok {
-		return nil, m.refNotFound(ref)
+		return nil, "", m.refNotFound(ref)
 	}
 	if m.has(adv.commit(name)) {
-		return m.peel(adv.commit(name), ref)
+		c, err := m.peel(adv.commit(name), ref)
+		return c, name, err
 	}
 	if err := m.fetch(ctx, config.RefSpec("+"+name.String()+":"+localName(name).String())); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return m.peel(adv.refs[name], ref)
+	c, err := m.peel(adv.refs[name], ref)
+	return c, name, err
 }
 
 // has reports whether the clone holds an object (a commit, or a tag when the server does

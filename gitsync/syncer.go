@@ -347,12 +347,12 @@ func (s *Syncer) fetch(ctx context.Context) (b Bundle, tree *object.Tree) {
 
 func (s *Syncer) fetchOnce(ctx context.Context) (Bundle, *object.Tree) {
 	b := Bundle{Commit: state.Commit{Ref: s.cfg.Ref}}
-	c, err := s.mirror.update(ctx, s.cfg.Ref)
+	c, ref, err := s.mirror.updateNamed(ctx, s.cfg.Ref)
 	if err != nil {
 		b.Err = err
 		return b, nil
 	}
-	b.Commit = commitInfo(c, s.cfg.Ref)
+	b.Commit = commitInfo(c, ref)
 	tree, err := c.Tree()
 	if err != nil {
 		b.Err = damaged(fmt.Errorf("read tree of %s: %w", short(c.Hash.String()), err))

@@ -632,3 +632,25 @@ func TestNodeReportsAgainAfterTheLeaderMarkedItsPodNotReady(t *testing.T) {
 	}
 	e.eventually("the node's own view (Ready) reported again", func() error { return readyIs(true, e.pod("back")) })
 }
+
+func TestNodeDownwardAPISeesThePodIP(t *testing.T) {
+	p := newPod("ip", func(p *corev1.Pod) {
+		p.Spec.Containers[0].Env = []corev1.EnvVar{
+			{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
+			{Name: "HOST_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}}},
+		}
+	})
+	e := newEnv(t, nil, p)
+	e.start(nil)
+	e.current(p, "app")
+	calls := e.rt.Calls("CreateContainer")
+	if len(calls) == 0 {
+		t.Fatal("no container created")
+	}
+	cfg := calls[0].Arg.(reconciler.ContainerConfig)
+	pods, _ := e.rt.Pods(context.Background())
+	want := []string{"POD_IP=" + pods[0].IP, "HOST_IP=192.0.2.1"}
+	if pods[0].IP == "" || strings.Join(cfg.Env, ",") != strings.Join(want, ",") {
+		t.Errorf("env = %v; want %v", cfg.Env, want)
+	}
+}

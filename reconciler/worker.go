@@ -417,7 +417,7 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, lk Lookup, c *ct
 			return c.pullRetryAt.Sub(now) + 10*time.Millisecond
 		}
 	}
-	cfg, err := w.n.containerConfig(pod, c.spec, c.init, attempt, lk)
+	cfg, err := w.n.containerConfig(w.withRuntimeStatus(pod), c.spec, c.init, attempt, lk)
 	if err != nil {
 		c.waiting, c.waitMsg = "CreateContainerConfigError", err.Error()
 		w.warn(pod, "Failed", "Error: %v", err)
@@ -455,6 +455,20 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, lk Lookup, c *ct
 	w.n.cfg.Recorder.Eventf(pod, corev1.EventTypeNormal, "Started", "Started container %s", c.spec.Name)
 	w.refreshOne(ctx, c)
 	return 0
+}
+
+// withRuntimeStatus returns the pod with the status fields the downward API reads
+// (status.podIP, status.hostIP) taken from the running sandbox: the cluster only learns them
+// from this node's next report, after the container is made.
+func (w *podWorker) withRuntimeStatus(pod *corev1.Pod) *corev1.Pod {
+	p := pod.DeepCopy()
+	if ip := w.podIP(); ip != "" {
+		p.Status.PodIP, p.Status.PodIPs = ip, []corev1.PodIP{{IP: ip}}
+	}
+	if ip := w.n.cfg.NodeIP; ip != "" {
+		p.Status.HostIP, p.Status.HostIPs = ip, []corev1.HostIP{{IP: ip}}
+	}
+	return p
 }
 
 // pull makes the image present; on failure the container waits with ErrImagePull, then

@@ -144,6 +144,10 @@ func StartAgent(t testing.TB, repo string, flags map[string]string, extra ...str
 		"dns":   fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		"http":  fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		"https": fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		// Agents here share the machine's network namespace and one Podman: no host routes,
+		// no nftables, pods on Podman's own network (the multi-node rig tests netplane).
+		"netplane": "false",
+		"network":  "podman",
 	}
 	for k, v := range flags {
 		if v == "" {
