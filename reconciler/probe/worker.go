@@ -139,6 +139,7 @@ func (w *Worker) run(ctx context.Context) {
 		return
 	}
 	period := seconds(w.probe.PeriodSeconds, 10)
+	early := firstRetry // readiness: retry sooner until the container was first ready
 	for {
 		res := Run(ctx, w.probe, w.target)
 		if ctx.Err() != nil {
@@ -147,11 +148,25 @@ func (w *Worker) run(ctx context.Context) {
 		if !w.record(res) {
 			return
 		}
-		if !w.sleep(ctx, period) {
+		wait := period
+		if w.kind == Readiness && early > 0 {
+			if res.Success {
+				early = 0
+			} else if early < period {
+				wait, early = early, early*2
+			}
+		}
+		if !w.sleep(ctx, wait) {
 			return
 		}
 	}
 }
+
+// firstRetry is how soon a readiness probe that failed is retried while its container has
+// never been ready (doubling up to periodSeconds). A container is not ready until its probe
+// succeeds either way; kubelet waits a whole period (10 s by default) after a first attempt
+// made before the app listens, skiff puts the pod in its Services as soon as it answers.
+const firstRetry = 100 * time.Millisecond
 
 func (w *Worker) sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {

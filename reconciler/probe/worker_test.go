@@ -130,6 +130,14 @@ func TestWorkerThresholds(t *testing.T) {
 			final:   Status{State: Failure, Message: `command ["check"] exited with 1: unhealthy`, Consecutive: 4},
 		},
 		{
+			// waits: 100ms, 200ms, 400ms (not yet ready), then the period once it was ready
+			name: "readiness retries sooner until the container is first ready", kind: Readiness, period: 10,
+			script:  []string{"fail", "fail", "fail", "ok", "fail", "fail"},
+			initial: Failure,
+			notes:   []note{{Failure, 0}, {Success, 4}},
+			final:   Status{State: Success, Message: `command ["check"] exited with 1: unhealthy`, Consecutive: 2},
+		},
+		{
 			name: "readiness successThreshold 2 needs two in a row", kind: Readiness, period: 3, success: 2,
 			script:  []string{"ok", "fail", "ok", "ok", "ok"},
 			initial: Failure,
@@ -211,7 +219,18 @@ func TestWorkerThresholds(t *testing.T) {
 				}
 				clock.fire(t)
 			}
+			// Readiness retries sooner (100 ms doubling) until the container was first ready.
+			early, elapsed, attemptAt := firstRetry, time.Duration(0), []time.Duration{}
 			for i := range tc.script {
+				attemptAt = append(attemptAt, elapsed)
+				want := period
+				if tc.kind == Readiness && early > 0 {
+					if tc.script[i] == "ok" {
+						early = 0
+					} else if early < period {
+						want, early = early, early*2
+					}
+				}
 				d, finished := clock.waitAsk(t, w)
 				if finished {
 					if i != len(tc.script)-1 || !tc.finished {
@@ -219,9 +238,10 @@ func TestWorkerThresholds(t *testing.T) {
 					}
 					break
 				}
-				if d != period {
-					t.Fatalf("wait after attempt %d = %v; want periodSeconds %v", i+1, d, period)
+				if d != want {
+					t.Fatalf("wait after attempt %d = %v; want %v", i+1, d, want)
 				}
+				elapsed += d
 				if i == len(tc.script)-1 && tc.finished {
 					t.Fatalf("worker still probing after attempt %d; want it stopped", i+1)
 				}
@@ -238,7 +258,7 @@ func TestWorkerThresholds(t *testing.T) {
 			for i, n := range tc.notes {
 				since := start
 				if n.Attempt > 0 {
-					since = start.Add(time.Duration(tc.delay)*time.Second + time.Duration(n.Attempt-1)*period)
+					since = start.Add(time.Duration(tc.delay)*time.Second + attemptAt[n.Attempt-1])
 				}
 				if got[i].State != n.State || got[i].Kind != tc.kind || !got[i].Since.Equal(since) {
 					t.Errorf("notification %d = %+v; want %s since %v (attempt %d)", i, got[i], n.State, since, n.Attempt)
