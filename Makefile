@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X github.com/skiffhq/skiff/internal/version.Version=$(VERSION)
 export GOFLAGS := -buildvcs=false -tags=$(TAGS)
 export CONTAINERS_CONF ?= $(CURDIR)/packaging/dev/containers.conf
 
-.PHONY: all build deps images demo test test-unit test-e2e vet bench cross clean
+.PHONY: all build deps images demo test test-unit test-e2e vet bench cross deb clean
 
 all: build
 
@@ -44,6 +44,10 @@ cross:
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/skiff-linux-amd64 ./cmd/skiff
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/skiff-linux-arm64 ./cmd/skiff
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/skiff-linux-armv7 ./cmd/skiff
+
+# Debian packages (amd64, arm64, armhf) with the systemd unit: dist/skiff_VERSION_ARCH.deb
+deb: cross
+	packaging/deb/build.sh $(VERSION)
 
 clean:
 	rm -rf bin dist
