@@ -36,7 +36,8 @@ func TestSupportTable(t *testing.T) {
 		{"Pod", "spec.containers[].lifecycle", Ignored},
 		{"Pod", "spec.volumes[].nfs", Refused},
 		{"Pod", "spec.volumes[].emptyDir", Supported},
-		{"Pod", "spec.affinity", Ignored},
+		{"Pod", "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution", Supported},
+		{"Pod", "spec.affinity.podAntiAffinity", Ignored},
 		{"Pod", "spec.os", Ignored}, // not in support.yaml: unsupported by default
 		{"Pod", "spec.hostPID", Refused},
 		{"Pod", "status", Output},
