@@ -70,6 +70,7 @@ type Agent struct {
 	api            *http.Server
 	apiLn          net.Listener
 	ready          chan struct{} // closed once the node loop runs
+	nodeDone       chan struct{} // closed once startNode returned
 	notReadyReason string
 	stopped        chan struct{}
 	cancel         context.CancelFunc
@@ -177,9 +178,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	}()
 	a.log.Info("agent starting", "node", a.cfg.Name, "api", a.cfg.API, "raft", a.cfg.RaftAdvertise(), "version", a.version)
 
-	a.wg.Add(1)
+	a.nodeDone = make(chan struct{})
 	go func() {
-		defer a.wg.Done()
+		defer close(a.nodeDone) // Stop waits for it before touching the node loop
 		if err := a.startNode(ctx); err != nil && ctx.Err() == nil {
 			a.log.Error("node did not start; the API keeps answering, /readyz says why", "err", err)
 		}
@@ -210,11 +211,23 @@ func (a *Agent) startNode(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
-	rt, err := podman.New(ctx, a.cfg.Podman, a.cfg.Name)
-	if err != nil {
+	var rt *podman.Runtime
+	for wait := 500 * time.Millisecond; ; wait = min(wait*2, 10*time.Second) {
+		var err error
+		if rt, err = podman.New(ctx, a.cfg.Podman, a.cfg.Name); err == nil {
+			break
+		}
+		// Podman may come up after the agent (a boot, a restarted podman.socket): keep
+		// trying; /readyz says why the node is not ready meanwhile.
 		a.setNotReady(fmt.Sprintf("podman at %s: %v", a.cfg.Podman, err))
-		return err
+		a.log.Warn("podman unreachable; retrying", "podman", a.cfg.Podman, "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
 	}
+	a.setNotReady("")
 	a.runtime = rt
 	a.volumes = volume.NewManager(volume.Config{
 		Dir:           filepath.Join(a.cfg.DataDir, "pods"),
@@ -283,6 +296,9 @@ func (a *Agent) Stop() error {
 	if a.cancel != nil {
 		a.cancel()
 	}
+	if a.nodeDone != nil {
+		<-a.nodeDone // startNode gave up or finished: a.node, a.runtime, a.plane are settled
+	}
 	var errs []error
 	if a.node != nil {
 		errs = append(errs, a.node.Stop())
@@ -320,6 +336,17 @@ func (a *Agent) State() *state.State { return a.feed.State() }
 
 // Ready is closed once the node loop runs.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// nodeRuntime is the container runtime, once the node loop runs (the API must not reach it
+// before: startNode sets it on its own goroutine).
+func (a *Agent) nodeRuntime() (reconciler.Runtime, error) {
+	select {
+	case <-a.ready:
+		return a.runtime, nil
+	default:
+		return nil, fmt.Errorf("node %s is not ready yet: %s", a.cfg.Name, a.notReady())
+	}
+}
 
 var notReadyMu sync.Mutex
 

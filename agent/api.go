@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -113,6 +114,10 @@ func (a *Agent) routes() http.Handler {
 	admin("POST "+PathTokens, a.handleCreateToken)
 	admin("GET "+PathNodes, a.handleNodes)
 	admin("POST "+PathNodeOp+"{name}/{op}", a.handleNodeOp)
+	// Profiles of this agent, for operators (go tool pprof with the admin token).
+	admin("GET /debug/pprof/", pprof.Index)
+	admin("GET /debug/pprof/profile", pprof.Profile)
+	admin("GET /debug/pprof/trace", pprof.Trace)
 
 	peer := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, a.requirePeer(h)) }
 	peer("POST "+PathApply, a.requireMember(a.handleApply))
@@ -433,7 +438,8 @@ func (a *Agent) handleLogs(w http.ResponseWriter, r *http.Request) {
 	if f, ok := w.(http.Flusher); ok {
 		fw.f = f
 	}
-	if err := a.runtime.Logs(r.Context(), id, opts, fw); err != nil && r.Context().Err() == nil {
+	rt, _ := a.nodeRuntime() // containerID succeeded: the node runs
+	if err := rt.Logs(r.Context(), id, opts, fw); err != nil && r.Context().Err() == nil {
 		fmt.Fprintf(w, "\nskiff: logs: %v\n", err)
 	}
 }
@@ -479,7 +485,11 @@ func (a *Agent) containerID(ctx context.Context, pod *corev1.Pod, name string, p
 		}
 		name = pod.Spec.Containers[0].Name
 	}
-	pods, err := a.runtime.Pods(ctx)
+	rt, err := a.nodeRuntime()
+	if err != nil {
+		return "", err
+	}
+	pods, err := rt.Pods(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -585,7 +595,8 @@ func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 			cancel()
 		}()
 	}
-	code, err := a.runtime.Exec(ctx, id, opts)
+	rt, _ := a.nodeRuntime() // containerID succeeded: the node runs
+	code, err := rt.Exec(ctx, id, opts)
 	if err != nil {
 		fw.write(2, []byte("skiff: exec: "+err.Error()+"\n"))
 		code = 126

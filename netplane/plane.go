@@ -139,7 +139,7 @@ func (p *Plane) Start(ctx context.Context) error {
 		p.log.Warn("br_netfilter is not loaded: a pod reaching a Service whose endpoint is on its own node gets no reply (modprobe br_netfilter)")
 	}
 	if p.cfg.Podman != "" {
-		conn, err := bindings.NewConnection(ctx, p.cfg.Podman)
+		conn, err := connectPodman(ctx, p.cfg.Podman, 30*time.Second)
 		if err != nil {
 			return fmt.Errorf("connect to podman at %s: %w", p.cfg.Podman, err)
 		}
@@ -164,6 +164,23 @@ func (p *Plane) Start(ctx context.Context) error {
 		close(p.done)
 	}()
 	return nil
+}
+
+// connectPodman connects to Podman's API, retrying for a while: the agent may start before
+// Podman's service answers (a boot, or a service restarting).
+func connectPodman(ctx context.Context, uri string, patience time.Duration) (context.Context, error) {
+	deadline := time.Now().Add(patience)
+	for wait := 200 * time.Millisecond; ; wait = min(wait*2, 2*time.Second) {
+		conn, err := bindings.NewConnection(ctx, uri)
+		if err == nil || time.Now().After(deadline) {
+			return conn, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 // setBridge records the pod bridge's name and turns hairpin mode on for its ports (netavark
