@@ -24,7 +24,7 @@ images: deps
 	fixtures/build-images.sh
 
 demo: deps build images
-	bin/skiff demo
+	fixtures/demo.sh
 
 vet:
 	CGO_ENABLED=0 $(GO) vet ./...

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -381,12 +382,30 @@ func (a *Agent) list(ctx context.Context, res manifest.Resource, ns string) ([]m
 			o = redactSecret(v)
 		case *corev1.Node:
 			o = a.nodeWithReady(v)
+		case *networkingv1.Ingress:
+			o = a.ingressWithStatus(s, v)
 		default:
 			o = a.withStatus(s, now, o)
 		}
 		out = append(out, o)
 	}
 	return out, nil
+}
+
+// ingressWithStatus sets an Ingress's status.loadBalancer to the addresses of the Ready
+// nodes, as every node serves it (like k3s's Traefik), when it is for our class.
+func (a *Agent) ingressWithStatus(s *state.State, ing *networkingv1.Ingress) *networkingv1.Ingress {
+	if a.ingress == nil || !a.ingress.Serves(ing) {
+		return ing
+	}
+	c := ing.DeepCopy()
+	c.Status.LoadBalancer.Ingress = nil
+	for _, n := range state.Typed[*corev1.Node](s.Cluster.List("Node", "")) {
+		if ip := services.NodeInternalIP(n); ip != "" && a.nodeReady(n.Name) {
+			c.Status.LoadBalancer.Ingress = append(c.Status.LoadBalancer.Ingress, networkingv1.IngressLoadBalancerIngress{IP: ip})
+		}
+	}
+	return c
 }
 
 // redactSecret hides secret values: keys stay visible, values become empty.

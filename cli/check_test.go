@@ -132,3 +132,38 @@ func TestCheckJSON(t *testing.T) {
 		}
 	}
 }
+
+// The demo repository (`skiff demo`, make demo) is what new users see first: it must apply
+// with no error and no "unsupported" warning, and create one object of each kind it shows off.
+func TestDemoRepositoryIsClean(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := writeDemoRepo(&out, dir); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := newCheckCmd()
+	cmd.SetArgs([]string{"-o", "json", filepath.Join(dir, "repo")})
+	cmd.SetOut(&stdout)
+	cmd.SetErr(&stderr)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("check demo repo: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	var problems []manifest.Problem
+	if err := json.Unmarshal(stdout.Bytes(), &problems); err != nil || len(problems) > 0 {
+		t.Fatalf("demo repository problems: %+v (%v)", problems, err)
+	}
+	res, err := checkPath(filepath.Join(dir, "repo"), manifest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, o := range res.Objects {
+		kinds[o.GetObjectKind().GroupVersionKind().Kind]++
+	}
+	want := map[string]int{"ConfigMap": 1, "Secret": 1, "Deployment": 2, "Service": 1, "Ingress": 1}
+	if !reflect.DeepEqual(kinds, want) {
+		t.Errorf("demo repository objects = %v; want %v", kinds, want)
+	}
+}

@@ -129,6 +129,10 @@ func (s *Server) compile(st *state.State, now time.Time) *table {
 	return t
 }
 
+// Serves reports whether ing is for this server's class (the others are ignored, and
+// status says so).
+func (s *Server) Serves(ing *networkingv1.Ingress) bool { return s.ignores(ing) == "" }
+
 // ignores says why an Ingress is not for this class, or "" when it is.
 func (s *Server) ignores(ing *networkingv1.Ingress) string {
 	class := ""

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -17,12 +18,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/skiffhq/skiff/agent"
@@ -188,6 +191,23 @@ func TestIngressAcrossNodes(t *testing.T) {
 		if resp.StatusCode != http.StatusPermanentRedirect || !strings.HasPrefix(resp.Header.Get("Location"), "https://alpha.shop.lan/") {
 			t.Errorf("http://alpha.shop.lan on %s = %s → %q; want a redirect to https", x.Name(), resp.Status, resp.Header.Get("Location"))
 		}
+	}
+
+	// Every node serves the Ingress: its status lists their addresses.
+	out, err := c.skiff(ctx, n[1], "get", "ingress", "shop", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ing networkingv1.Ingress
+	if err := json.Unmarshal([]byte(out), &ing); err != nil {
+		t.Fatalf("get ingress -o json: %v\n%s", err, out)
+	}
+	var addrs []string
+	for _, lb := range ing.Status.LoadBalancer.Ingress {
+		addrs = append(addrs, lb.IP)
+	}
+	if want := []string{n[0].IP(), n[1].IP(), n[2].IP()}; !slices.Equal(addrs, want) {
+		t.Errorf("ingress status addresses = %v; want %v", addrs, want)
 	}
 
 	// A push changes a path while a load runs: no failed request, and the change lands.
