@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X github.com/skiffhq/skiff/internal/version.Version=$(VERSION)
 export GOFLAGS := -buildvcs=false -tags=$(TAGS)
 export CONTAINERS_CONF ?= $(CURDIR)/packaging/dev/containers.conf
 
-.PHONY: all build deps images demo test test-unit test-e2e vet bench cross deb clean
+.PHONY: all build deps images demo test test-unit test-e2e vet bench bench-cluster bench-dns bench-ingress bench-net bench-all cross deb clean
 
 all: build
 
@@ -37,8 +37,24 @@ test: deps build vet
 test-unit:
 	CGO_ENABLED=1 $(GO) test -race -short -count=1 ./...
 
+# Benchmarks print tables (numbers in the README). make bench = the single node; the others
+# need root (simulated nodes, namespaces) and install their peers (nginx, dnsperf, ...).
 bench: deps build
 	bench/run.sh
+
+bench-cluster: deps build
+	SKIFF_BIN=$(CURDIR)/bin/skiff $(GO) run ./bench/cluster
+
+bench-dns: deps
+	bench/dns.sh
+
+bench-ingress: deps
+	bench/ingress.sh
+
+bench-net: deps
+	bench/net.sh
+
+bench-all: bench bench-cluster bench-dns bench-ingress bench-net
 
 cross:
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/skiff-linux-amd64 ./cmd/skiff

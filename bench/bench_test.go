@@ -71,6 +71,10 @@ func BenchmarkSkiff(b *testing.B) {
 	if cliTen.p(50) < ten.p(50) {
 		ten = cliTen
 	}
+	// The same work as a rolling update with maxSurge 100%: 10 new pods start while 10
+	// old ones run, and each new pod that is ready stops and removes an old one.
+	apiRoll := podmanRoll(b, pods, max(podmanRuns/2, 3), svc)
+	add(row{fmt.Sprintf("Podman REST API alone: replace %d running pods (start new, stop old as each is ready)", pods), pp(apiRoll), ""})
 
 	// skiff: one agent, repository served over smart HTTP as on a LAN.
 	repo := gitrepo.New(b)
@@ -109,12 +113,16 @@ func BenchmarkSkiff(b *testing.B) {
 		"p50 < Podman + 1 s"})
 	poll := roll(false)
 	add(row{fmt.Sprintf("skiff: same, by a %s poll, no webhook (p50 / p95, n=%d; avg wait %s)", pollPeriod, len(poll.d), pollPeriod/2), pp(poll), ""})
-	over := hook.p(50) - ten.p(50)
-	verdict := "MET"
-	if over >= time.Second {
-		verdict = "MISSED"
+	overhead := func(what string, skiff, podman series) {
+		over := skiff.p(50) - podman.p(50)
+		verdict := "MET"
+		if over >= time.Second {
+			verdict = "MISSED"
+		}
+		add(row{"skiff overhead above Podman: " + what, secs(over), "< 1 s: " + verdict})
 	}
-	add(row{"skiff overhead above Podman: rolling webhook p50 − faster Podman 10-pod p50", secs(over), "< 1 s: " + verdict})
+	overhead("scale 0→10 p50 − faster Podman 10-pod start p50", scale, ten)
+	overhead("rolling update p50 − Podman replace p50", hook, apiRoll)
 	add(row{"skiff: commit → live commit (fetch + Raft apply), webhook (p50 / p95)", pp(liveLatency), ""})
 
 	// Idle: 1 s poll, no pods, then 20 pods running.
@@ -134,12 +142,16 @@ func BenchmarkSkiff(b *testing.B) {
 	settle(10 * time.Second)
 	cpu20, writes := idle(b, a.PID(), idleWindow)
 	rss, hwm := memory(b, a.PID())
+	anon, file := rssSplit(b, a.PID())
+	wss := workingSet(b, a.PID(), 30*time.Second)
 	add(row{fmt.Sprintf("agent CPU while idle, %d pods (readiness probe 1 s), 1 s poll", idlePods), fmt.Sprintf("%.2f s/min (%.1f%% of a core)", cpu20, cpu20/60*100), ""})
 	rssVerdict := "MET"
 	if rss >= 40<<20 {
 		rssVerdict = "MISSED"
 	}
 	add(row{fmt.Sprintf("agent RSS with %d pods running (VmRSS; peak VmHWM)", idlePods), fmt.Sprintf("%.1f MB (peak %.1f MB)", mb(rss), mb(hwm)), "< 40 MB: " + rssVerdict})
+	add(row{"  of which anonymous (heap, stacks) / file-backed (binary pages, reclaimable)", fmt.Sprintf("%.1f MB / %.1f MB", mb(anon), mb(file)), ""})
+	add(row{"  working set: pages referenced in 30 s (clear_refs)", fmt.Sprintf("%.1f MB", mb(wss)), ""})
 	perHour := float64(writes) * float64(time.Hour) / float64(idleWindow)
 	wVerdict := "MET"
 	if perHour >= 1<<20 {
@@ -308,6 +320,64 @@ func podmanStart(b *testing.B, n, runs int, start func(b *testing.B, name, label
 	return s
 }
 
+// podmanRoll measures, through the REST API, replacing n running pods as a rolling update
+// with maxSurge 100% and maxUnavailable 0 does: start n new pods at once; as each is ready,
+// stop (SIGTERM, as the demo app exits on it) and remove one old pod. The time is until
+// every new pod is ready, as skiff's rolling series measures it.
+func podmanRoll(b *testing.B, n, runs int, p *podmanAPI) series {
+	b.Helper()
+	label := "skiff.bench=" + strconv.Itoa(os.Getpid())
+	defer removeLabelled(b, label)
+	startAll := func(gen int, each func(i int)) (time.Duration, []string) {
+		t0 := time.Now()
+		names := make([]string, n)
+		errs := make(chan error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			names[i] = fmt.Sprintf("skiff-bench-roll-%d-%d-%d", os.Getpid(), gen, i)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ip, err := p.startPod(b, names[i], label)
+				if err == nil {
+					err = waitReady(ip)
+				}
+				if err == nil && each != nil {
+					each(i)
+				}
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		d := time.Since(t0)
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		return d, names
+	}
+	_, old := startAll(0, nil)
+	var s series
+	var stops sync.WaitGroup
+	for r := range runs {
+		prev := old
+		d, names := startAll(r+1, func(i int) {
+			stops.Add(1)
+			go func() {
+				defer stops.Done()
+				_ = p.call("POST", "/pods/"+prev[i]+"/stop?t=30", nil, nil)
+				_ = p.call("DELETE", "/pods/"+prev[i]+"?force=true", nil, nil)
+			}()
+		})
+		s.add(d)
+		stops.Wait()
+		old = names
+	}
+	return s
+}
+
 func waitReady(ip string) error {
 	url := "http://" + ip + ":8080/readyz"
 	deadline := time.Now().Add(time.Minute)
@@ -472,6 +542,23 @@ func ioWrites(b *testing.B, pid int) int64 {
 func memory(b *testing.B, pid int) (rss, hwm int64) {
 	status := fmt.Sprintf("/proc/%d/status", pid)
 	return procField(b, status, "VmRSS:") << 10, procField(b, status, "VmHWM:") << 10
+}
+
+// rssSplit returns the resident memory that is anonymous (heap, stacks) and that maps files
+// (the binary's pages: clean, shared with the page cache, reclaimable under pressure).
+func rssSplit(b *testing.B, pid int) (anon, file int64) {
+	status := fmt.Sprintf("/proc/%d/status", pid)
+	return procField(b, status, "RssAnon:") << 10, procField(b, status, "RssFile:") << 10
+}
+
+// workingSet is the memory the process touches within d: the kernel's referenced bits are
+// cleared, and the pages referenced again after d are counted.
+func workingSet(b *testing.B, pid int, d time.Duration) int64 {
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("1"), 0); err != nil {
+		b.Fatalf("clear_refs: %v", err)
+	}
+	settle(d)
+	return procField(b, fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Referenced:") << 10
 }
 
 func procField(b *testing.B, path, key string) int64 {

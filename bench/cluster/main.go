@@ -1,7 +1,7 @@
 // Command cluster measures skiff's cluster behaviour on simulated nodes (fixtures/rig:
 // network namespaces, one Podman each) and prints a table: node death → pods Ready
 // elsewhere, leader death → writes accepted again, git push → pods Ready on 3 nodes, idle
-// disk writes per node per hour, agent memory with 20 pods. Run as root: `make bench`.
+// disk writes per node per hour, agent memory with 20 pods. Run as root: `make bench-cluster`.
 package main
 
 import (

@@ -20,12 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -266,45 +260,3 @@ func sameHostRedirects(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-func runGRPC(ctx context.Context, a *corev1.GRPCAction, t Target, timeout time.Duration) Result {
-	if a.Port <= 0 || a.Port > 65535 {
-		return errResult(fmt.Errorf("%w: invalid port number %d", ErrPortNotFound, a.Port))
-	}
-	if t.PodIP == "" {
-		return errResult(ErrNoHost)
-	}
-	service := ""
-	if a.Service != nil {
-		service = *a.Service
-	}
-	creds := insecure.NewCredentials()
-	if a.Mode != nil && *a.Mode == corev1.GRPCProbeModeTLS {
-		creds = credentials.NewTLS(&tls.Config{InsecureSkipVerify: true}) //nolint:gosec // as kubelet
-	}
-	addr := net.JoinHostPort(t.PodIP, strconv.Itoa(int(a.Port)))
-	conn, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(creds),
-		grpc.WithUserAgent(UserAgent),
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			return dialer().DialContext(ctx, "tcp", addr)
-		}),
-	)
-	if err != nil {
-		return Result{Message: fmt.Sprintf("error: failed to connect service at %q: %v", addr, err)}
-	}
-	defer conn.Close()
-	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
-	if err != nil {
-		switch status.Code(err) {
-		case codes.Unimplemented:
-			return Result{Message: "error: this server does not implement the grpc health protocol (grpc.health.v1.Health): " + status.Convert(err).Message()}
-		case codes.DeadlineExceeded:
-			return Result{Message: fmt.Sprintf("timeout: health rpc did not complete within %v", timeout)}
-		}
-		return Result{Message: fmt.Sprintf("error: health rpc probe failed: %v", err)}
-	}
-	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		return Result{Message: fmt.Sprintf("service unhealthy (responded with %q)", resp.GetStatus().String())}
-	}
-	return Result{Success: true, Message: "service healthy"}
-}

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	corev1 "k8s.io/api/core/v1"
@@ -28,6 +29,8 @@ type servers struct {
 	closedPort       int
 	grpcPort         int
 	grpcNoHealthPort int
+	grpcTLSPort      int
+	hangPort         int
 }
 
 func port(t *testing.T, addr string) int {
@@ -79,15 +82,9 @@ func startServers(t *testing.T) *servers {
 	s.https = httptest.NewTLSServer(mux)
 	s.httpPort, s.httpsPort = port(t, s.http.Listener.Addr().String()), port(t, s.https.Listener.Addr().String())
 
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tcp := listen(t)
 	s.tcpPort = port(t, tcp.Addr().String())
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	closed := listen(t)
 	s.closedPort = port(t, closed.Addr().String())
 	closed.Close()
 
@@ -96,21 +93,36 @@ func startServers(t *testing.T) *servers {
 	hs.SetServingStatus("db", healthpb.HealthCheckResponse_NOT_SERVING)
 	g := grpc.NewServer()
 	healthpb.RegisterHealthServer(g, hs)
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	gl := listen(t)
 	s.grpcPort = port(t, gl.Addr().String())
 	go g.Serve(gl)
 	bare := grpc.NewServer()
-	bl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bl := listen(t)
 	s.grpcNoHealthPort = port(t, bl.Addr().String())
 	go bare.Serve(bl)
 
+	// The same health service over TLS (the httptest server's certificate).
+	gt := grpc.NewServer(grpc.Creds(credentials.NewServerTLSFromCert(&s.https.TLS.Certificates[0])))
+	healthpb.RegisterHealthServer(gt, hs)
+	tl := listen(t)
+	s.grpcTLSPort = port(t, tl.Addr().String())
+	go gt.Serve(tl)
+	// A server that accepts connections and never answers.
+	hang := listen(t)
+	s.hangPort = port(t, hang.Addr().String())
+	go func() {
+		for {
+			c, err := hang.Accept()
+			if err != nil {
+				return
+			}
+			go func() { <-stop; c.Close() }()
+		}
+	}()
+
 	t.Cleanup(func() {
+		gt.Stop()
+		hang.Close()
 		close(stop)
 		s.http.Close()
 		s.https.Close()
@@ -196,6 +208,10 @@ func TestRun(t *testing.T) {
 		{name: "grpc named service not serving", probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: int32(s.grpcPort), Service: ptr("db")}}}, msg: `service unhealthy (responded with "NOT_SERVING")`},
 		{name: "grpc unknown service", probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: int32(s.grpcPort), Service: ptr("nope")}}}, msg: "code = NotFound"},
 		{name: "grpc server without health service", probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: int32(s.grpcNoHealthPort)}}}, msg: "does not implement the grpc health protocol"},
+		{name: "grpc over TLS", probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: int32(s.grpcTLSPort), Mode: ptr(corev1.GRPCProbeModeTLS)}}}, success: true, msg: "service healthy"},
+		{name: "grpc plaintext to a TLS server", probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: int32(s.grpcTLSPort)}}}, msg: "error: health rpc probe failed"},
+		{name: "grpc to an HTTP/1 server", probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: int32(s.httpPort)}}}, msg: "error: health rpc probe failed"},
+		{name: "grpc server that never answers", probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: int32(s.hangPort)}}}, msg: "timeout: health rpc did not complete within 1s"},
 		{name: "grpc connection refused", probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: int32(s.closedPort)}}}, msg: "connection refused"},
 
 		{name: "exec exit 0", probe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}, success: true, msg: "fine"},
@@ -222,4 +238,47 @@ func TestRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestParseHealthResponse(t *testing.T) {
+	frame := func(msg ...byte) []byte { return append([]byte{0, 0, 0, 0, byte(len(msg))}, msg...) }
+	tests := []struct {
+		name   string
+		frame  []byte
+		status uint64
+		err    string
+	}{
+		{name: "serving", frame: frame(0x08, 0x01), status: 1},
+		{name: "not serving", frame: frame(0x08, 0x02), status: 2},
+		{name: "empty message is UNKNOWN", frame: frame(), status: 0},
+		{name: "unknown fields skipped", frame: frame(0x12, 0x02, 'h', 'i', 0x08, 0x01), status: 1},
+		{name: "short frame", frame: []byte{0, 0}, err: "short message frame"},
+		{name: "compressed", frame: []byte{1, 0, 0, 0, 0}, err: "compressed"},
+		{name: "length mismatch", frame: []byte{0, 0, 0, 0, 9, 0x08, 0x01}, err: "frame says 9 bytes, got 2"},
+		{name: "truncated varint", frame: frame(0x08, 0x80), err: "malformed health response"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseHealthResponse(tt.frame)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("parseHealthResponse = %d, %v; want error containing %q", got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.status {
+				t.Fatalf("parseHealthResponse = %d, %v; want %d", got, err, tt.status)
+			}
+		})
+	}
+}
+
+// listen opens a TCP listener on a free loopback port.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
