@@ -67,7 +67,9 @@ func run() error {
 	if err := g("init", "-q", "-b", "main"); err != nil {
 		return err
 	}
-	write := func(name, content string) error { return os.WriteFile(filepath.Join(repo, name), []byte(content), 0o644) }
+	write := func(name, content string) error {
+		return os.WriteFile(filepath.Join(repo, name), []byte(content), 0o644)
+	}
 	commit := func(msg string) error {
 		if err := g("add", "-A"); err != nil {
 			return err

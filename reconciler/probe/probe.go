@@ -259,4 +259,3 @@ func sameHostRedirects(req *http.Request, via []*http.Request) error {
 	}
 	return nil
 }
-
