@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/skiffhq/skiff/agent"
+	"github.com/skiffhq/skiff/internal/gctune"
 )
 
 // agentFlags binds every agent flag to a Config field; a flag given on the command line
@@ -84,7 +84,7 @@ pods placed on it with Podman and serves the HTTP API.`,
 			}
 
 			log := newLogger(cfg.LogLevel)
-			lowMemoryGC()
+			gctune.Apply()
 			a, err := agent.New(cfg, log)
 			if err != nil {
 				return fmt.Errorf("invalid configuration:\n%w", err)
@@ -128,15 +128,4 @@ func newLogger(level string) *slog.Logger {
 		}
 		return a
 	}}))
-}
-
-// agentGCPercent is the agent's garbage collection target unless GOGC says otherwise: the
-// heap may grow 50% over live data between collections (Go's default is 100%). On a
-// small node that keeps the agent ~4 MB smaller for a little more GC CPU.
-const agentGCPercent = 50
-
-func lowMemoryGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(agentGCPercent)
-	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/skiffhq/skiff/agent"
 	"github.com/skiffhq/skiff/fixtures/examples"
+	"github.com/skiffhq/skiff/internal/gctune"
 )
 
 func newDemoCmd() *cobra.Command {
@@ -104,7 +105,7 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	// pod network on a 3-node simulated cluster instead).
 	cfg.NetPlane, cfg.Network = false, "podman"
 	cfg.API, cfg.Raft, cfg.DNS, cfg.HTTP, cfg.HTTPS = o.api, o.raft, o.dns, o.http, o.https
-	lowMemoryGC()
+	gctune.Apply()
 	a, err := agent.New(cfg, newLogger("info"))
 	if err != nil {
 		return err

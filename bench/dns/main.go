@@ -23,9 +23,11 @@ import (
 
 	"github.com/skiffhq/skiff/dnsd"
 	"github.com/skiffhq/skiff/dnsd/dnstest"
+	"github.com/skiffhq/skiff/internal/gctune"
 )
 
 func main() {
+	gctune.Apply() // as the agent runs
 	addr := flag.String("addr", "127.0.0.1:5399", "dnsd listen address")
 	dir := flag.String("dir", ".", "where to write cluster.local.zone and queries.txt")
 	nsvc := flag.Int("services", 500, "Services")

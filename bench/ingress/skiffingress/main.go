@@ -20,10 +20,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skiffhq/skiff/ingress"
+	"github.com/skiffhq/skiff/internal/gctune"
 	"github.com/skiffhq/skiff/state"
 )
 
 func main() {
+	gctune.Apply() // as the agent runs
 	httpAddr := flag.String("http", "127.0.0.1:48081", "HTTP listen address")
 	httpsAddr := flag.String("https", "127.0.0.1:48443", "HTTPS listen address")
 	backend := flag.String("backend", "127.0.0.1:18080", "backend host:port")
