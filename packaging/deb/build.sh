@@ -6,11 +6,14 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 version=${1:?usage: build.sh VERSION}
 version=${version#v}
+# A Debian version starts with a digit: a bare commit hash (make's fallback) becomes 0~gitHASH.
+[[ $version =~ ^[0-9] && ! $version =~ ^[0-9a-f]{7,}(-dirty)?$ ]] || version=0~git${version//-/.}
 command -v dpkg-deb >/dev/null || { echo "build.sh: dpkg-deb not found (Debian: dpkg)" >&2; exit 1; }
 for pair in amd64:skiff-linux-amd64 arm64:skiff-linux-arm64 armhf:skiff-linux-armv7; do
   arch=${pair%%:*} bin=$root/dist/${pair#*:}
   [ -x "$bin" ] || { echo "build.sh: $bin missing: run make cross" >&2; exit 1; }
   pkg=$(mktemp -d)
+  chmod 0755 "$pkg" # the package's ./ is the system's /
   install -D -m 0755 "$bin" "$pkg/usr/bin/skiff"
   install -D -m 0644 "$root/packaging/systemd/skiff.service" "$pkg/lib/systemd/system/skiff.service"
   install -D -m 0644 "$root/packaging/agent.yaml" "$pkg/etc/skiff/agent.yaml"
