@@ -31,7 +31,7 @@ func TestBadInputKeepsLiveCommit(t *testing.T) {
 	t.Parallel()
 	repo := gitrepo.New(t)
 	repo.Write("base.yaml", baseManifests)
-	repo.Write("web.yaml", webDeployment("base", 1, "v1"))
+	repo.Write("web.yaml", harness.Deployment("base", 1, "v1"))
 	good := repo.Commit("good")
 	a := harness.StartAgent(t, repo.URL(), nil)
 	a.WaitLive(t, 60*time.Second, good)
@@ -63,7 +63,7 @@ func TestBadInputKeepsLiveCommit(t *testing.T) {
 			repo.Remove(f)
 		}
 		repo.Write("base.yaml", baseManifests)
-		repo.Write("web.yaml", webDeployment("base", 1, "v1"))
+		repo.Write("web.yaml", harness.Deployment("base", 1, "v1"))
 		good = repo.Commit("good again")
 		st, code := a.Sync(t)
 		if st.Live == nil || st.Live.Hash != good {
@@ -85,15 +85,15 @@ func TestBadInputKeepsLiveCommit(t *testing.T) {
 	}{
 		{name: "InvalidYAML", files: map[string]string{"bad.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: broken\ndata: [\n"},
 			file: "bad.yaml"},
-		{name: "WrongAPIVersion", files: map[string]string{"web.yaml": strings.Replace(webDeployment("base", 1, "v1"), "apps/v1", "apps/v9", 1)},
+		{name: "WrongAPIVersion", files: map[string]string{"web.yaml": strings.Replace(harness.Deployment("base", 1, "v1"), "apps/v1", "apps/v9", 1)},
 			file: "web.yaml", kind: "Deployment", objName: "base", field: "apiVersion"},
 		{name: "UnknownKind", files: map[string]string{"frob.yaml": "apiVersion: v1\nkind: Frobnicator\nmetadata: {name: f}\n"},
 			file: "frob.yaml", kind: "Frobnicator", field: "kind"},
-		{name: "MissingImage", files: map[string]string{"web.yaml": strings.Replace(webDeployment("base", 1, "v1"), "image: localhost/skiff/demo:latest", "", 1)},
+		{name: "MissingImage", files: map[string]string{"web.yaml": strings.Replace(harness.Deployment("base", 1, "v1"), "image: localhost/skiff/demo:latest", "", 1)},
 			file: "web.yaml", kind: "Deployment", objName: "base", field: "spec.template.spec.containers[0].image"},
 		{name: "DuplicateNames", files: map[string]string{"dup.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {k: other}\n"},
 			file: "dup.yaml", kind: "ConfigMap", objName: "cm", field: "metadata.name", message: "already defined in base.yaml"},
-		{name: "SelectorNotMatchingTemplate", files: map[string]string{"web.yaml": strings.Replace(webDeployment("base", 1, "v1"), "matchLabels: {app: base}", "matchLabels: {app: other}", 1)},
+		{name: "SelectorNotMatchingTemplate", files: map[string]string{"web.yaml": strings.Replace(harness.Deployment("base", 1, "v1"), "matchLabels: {app: base}", "matchLabels: {app: other}", 1)},
 			file: "web.yaml", kind: "Deployment", objName: "base", field: "spec."},
 		{name: "TenMegabyteManifest", files: map[string]string{"big.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata:\n  blob: " + bigData + "\n"},
 			file: "big.yaml"},

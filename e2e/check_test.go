@@ -19,7 +19,7 @@ func TestCheckCommand(t *testing.T) {
 	t.Parallel()
 	pdb := "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: pdb}\nspec: {minAvailable: 1}\n"
 	finalizers := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, finalizers: [example.com/keep]}\ndata: {k: v}\n"
-	noImage := strings.Replace(webDeployment("web", 1, "x"), "image: localhost/skiff/demo:latest", "", 1)
+	noImage := strings.Replace(harness.Deployment("web", 1, "x"), "image: localhost/skiff/demo:latest", "", 1)
 	for _, c := range []struct {
 		name     string
 		files    map[string]string
@@ -46,7 +46,7 @@ func TestCheckCommand(t *testing.T) {
 		},
 		{
 			name:     "Clean",
-			files:    map[string]string{"web.yaml": webDeployment("web", 1, "x"), "solo.yaml": soloPod},
+			files:    map[string]string{"web.yaml": harness.Deployment("web", 1, "x"), "solo.yaml": soloPod},
 			wantCode: 0,
 		},
 		{

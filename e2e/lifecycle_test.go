@@ -25,8 +25,8 @@ func TestAgentLifecycle(t *testing.T) {
 	needsPodman(t)
 	t.Parallel()
 	repo := gitrepo.New(t)
-	repo.Write("keep.yaml", webDeployment("keep", 2, "v1"))
-	repo.Write("gone.yaml", webDeployment("gone", 1, "v1"))
+	repo.Write("keep.yaml", harness.Deployment("keep", 2, "v1"))
+	repo.Write("gone.yaml", harness.Deployment("gone", 1, "v1"))
 	first := repo.Commit("keep x2, gone x1")
 	// No --ref: the remote's default branch.
 	a := harness.StartAgent(t, repo.URL(), map[string]string{"ref": ""})
@@ -69,7 +69,7 @@ func TestAgentLifecycle(t *testing.T) {
 	})
 
 	t.Run("EmptyBodyWebhook", func(t *testing.T) {
-		repo.Write("keep.yaml", webDeployment("keep", 3, "v1"))
+		repo.Write("keep.yaml", harness.Deployment("keep", 3, "v1"))
 		head := repo.Commit("keep x3")
 		if code, msg := a.Hook(t, nil, nil); code != 202 {
 			t.Fatalf("POST /hooks/git with an empty body = %d %s; want 202", code, msg)
@@ -118,7 +118,7 @@ func TestAgentLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		goneID := harness.ContainerStatus(&gonePods[0], "app").ContainerID
-		repo.Write("keep.yaml", webDeployment("keep", 3, "v2"))
+		repo.Write("keep.yaml", harness.Deployment("keep", 3, "v2"))
 		head := repo.Commit("keep: X=v2")
 		a.WaitLive(t, 20*time.Second, head) // the 2 s poll, no webhook
 		a.WaitPods(t, 120*time.Second, "app=keep", 3, func(p *corev1.Pod) error {
@@ -197,7 +197,7 @@ func TestAgentLifecycle(t *testing.T) {
 	t.Run("Kill9MidRollout", func(t *testing.T) {
 		// kill -9 as soon as the first pod of a new template exists: the restarted agent
 		// finishes the rollout, leaving exactly one sandbox and one container per pod.
-		repo.Write("keep.yaml", webDeployment("keep", 2, "v3"))
+		repo.Write("keep.yaml", harness.Deployment("keep", 2, "v3"))
 		repo.Commit("keep: X=v3")
 		if code, msg := a.Hook(t, nil, nil); code != 202 {
 			t.Fatalf("webhook = %d %s", code, msg)

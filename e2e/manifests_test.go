@@ -32,32 +32,3 @@ func indent(s, prefix string) string {
 	}
 	return prefix + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+prefix) + "\n"
 }
-
-// webDeployment is a Deployment of the demo app with a readiness probe; x is its env var X.
-func webDeployment(name string, replicas int, x string) string {
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %[1]s
-spec:
-  replicas: %[2]d
-  selector:
-    matchLabels: {app: %[1]s}
-  strategy:
-    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
-  template:
-    metadata:
-      labels: {app: %[1]s}
-    spec:
-      terminationGracePeriodSeconds: 2
-      containers:
-      - name: app
-        image: localhost/skiff/demo:latest
-        imagePullPolicy: IfNotPresent
-        env: [{name: X, value: %[3]q}]
-        ports: [{name: http, containerPort: 8080}]
-        readinessProbe:
-          httpGet: {path: /readyz, port: http}
-          periodSeconds: 1
-`, name, replicas, x)
-}

@@ -30,7 +30,7 @@ func TestGitPushUpdatesPods(t *testing.T) {
 	needsPodman(t)
 	t.Parallel()
 	repo := gitrepo.New(t)
-	repo.Write("web.yaml", webDeployment("web", 2, "one"))
+	repo.Write("web.yaml", harness.Deployment("web", 2, "one"))
 	repo.Write("solo.yaml", soloPod)
 	repo.Write("hostpath.yaml", demoPod("hostpath-refused", "volumes: [{name: h, hostPath: {path: /etc, type: Directory}}]",
 		"volumeMounts: [{name: h, mountPath: /host}]"))
@@ -115,7 +115,7 @@ func TestGitPushUpdatesPods(t *testing.T) {
 
 	scaled := ""
 	t.Run("WebhookRefusesBadSignature", func(t *testing.T) {
-		repo.Write("web.yaml", webDeployment("web", 3, "one"))
+		repo.Write("web.yaml", harness.Deployment("web", 3, "one"))
 		scaled = repo.Commit("scale web to 3")
 		body := pushPayload(scaled)
 		for _, c := range []struct {
@@ -168,7 +168,7 @@ func TestGitPushUpdatesPods(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		repo.Write("web.yaml", webDeployment("web", 3, "two"))
+		repo.Write("web.yaml", harness.Deployment("web", 3, "two"))
 		rolled := repo.Commit("web: X=two")
 		body := pushPayload(rolled)
 		if code, msg := a.Hook(t, body, map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": sign(secret, body)}); code != 202 {

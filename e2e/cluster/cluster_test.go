@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/skiffhq/skiff/agent"
+	"github.com/skiffhq/skiff/e2e/harness"
 	"github.com/skiffhq/skiff/fixtures/gitrepo"
 	"github.com/skiffhq/skiff/fixtures/rig"
 	"github.com/skiffhq/skiff/reconciler"
@@ -30,38 +31,6 @@ func skipShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-node end-to-end test; run without -short (make test)")
 	}
-}
-
-// deployment renders the test workload: a Deployment of the demo image with a readiness
-// probe, so "Ready" means the app answers.
-func deployment(name string, replicas int, version string) string {
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %[1]s
-spec:
-  replicas: %[2]d
-  selector:
-    matchLabels: {app: %[1]s}
-  strategy:
-    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
-  template:
-    metadata:
-      labels: {app: %[1]s}
-    spec:
-      terminationGracePeriodSeconds: 2
-      containers:
-      - name: app
-        image: localhost/skiff/demo:latest
-        imagePullPolicy: IfNotPresent
-        env: [{name: VERSION, value: %[3]q}]
-        ports: [{containerPort: 8080}]
-        readinessProbe:
-          httpGet: {path: /readyz, port: 8080}
-          periodSeconds: 1
-        resources:
-          requests: {cpu: 10m, memory: 16Mi}
-`, name, replicas, version)
 }
 
 // api talks to one node's API with the admin config that node wrote.
@@ -386,7 +355,7 @@ func TestSpreadAndOneCommit(t *testing.T) {
 	c := newCluster(t, 3, 3)
 	ctx := context.Background()
 	n := c.r.Nodes()
-	sha := c.push(ctx, n[1], "web", map[string]string{"web.yaml": deployment("web", 6, "v1")})
+	sha := c.push(ctx, n[1], "web", map[string]string{"web.yaml": harness.Deployment("web", 6, "v1")})
 	c.wantPods(ctx, n[2], "web", 6, n, 90*time.Second)
 	if got := perNode(ctx, t, newAPI(t, n[0]), "web"); got["n1"] != 2 || got["n2"] != 2 || got["n3"] != 2 {
 		t.Errorf("pods per node = %v; want 2/2/2", got)
@@ -400,7 +369,7 @@ func TestNodeDeathReschedules(t *testing.T) {
 	c := newCluster(t, 3, 3)
 	ctx := context.Background()
 	n := c.r.Nodes()
-	c.push(ctx, n[0], "web", map[string]string{"web.yaml": deployment("web", 4, "v1")})
+	c.push(ctx, n[0], "web", map[string]string{"web.yaml": harness.Deployment("web", 4, "v1")})
 	c.wantPods(ctx, n[0], "web", 4, n, 90*time.Second)
 	l := leader(ctx, t, n)
 	var victim *rig.Node
@@ -448,10 +417,10 @@ func TestLeaderDeathDuringSync(t *testing.T) {
 	c := newCluster(t, 3, 3)
 	ctx := context.Background()
 	n := c.r.Nodes()
-	c.push(ctx, n[0], "web v1", map[string]string{"web.yaml": deployment("web", 3, "v1")})
+	c.push(ctx, n[0], "web v1", map[string]string{"web.yaml": harness.Deployment("web", 3, "v1")})
 	c.wantPods(ctx, n[0], "web", 3, n, 90*time.Second)
 	l := leader(ctx, t, n)
-	sha := c.push(ctx, l, "web v2, 5 replicas", map[string]string{"web.yaml": deployment("web", 5, "v2")})
+	sha := c.push(ctx, l, "web v2, 5 replicas", map[string]string{"web.yaml": harness.Deployment("web", 5, "v2")})
 	if err := l.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +447,7 @@ func TestPartitionHeals(t *testing.T) {
 	c := newCluster(t, 3, 3)
 	ctx := context.Background()
 	n := c.r.Nodes()
-	c.push(ctx, n[0], "web", map[string]string{"web.yaml": deployment("web", 3, "v1")})
+	c.push(ctx, n[0], "web", map[string]string{"web.yaml": harness.Deployment("web", 3, "v1")})
 	c.wantPods(ctx, n[0], "web", 3, n, 90*time.Second)
 	cut := n[2]
 	before, _ := cut.Containers(ctx)
@@ -487,7 +456,7 @@ func TestPartitionHeals(t *testing.T) {
 	}
 	cutAt := time.Now()
 	majority := []*rig.Node{n[0], n[1]}
-	sha := c.push(ctx, n[0], "during the partition", map[string]string{"extra.yaml": deployment("extra", 1, "v1")})
+	sha := c.push(ctx, n[0], "during the partition", map[string]string{"extra.yaml": harness.Deployment("extra", 1, "v1")})
 	sameCommit(ctx, t, majority, sha, 30*time.Second)
 	c.wantPods(ctx, n[0], "web", 3, majority, 60*time.Second)
 	time.Sleep(time.Until(cutAt.Add(30 * time.Second))) // the partition lasts 30 s, as the issue asks
@@ -518,7 +487,7 @@ func TestPowerCycleAll(t *testing.T) {
 	c := newCluster(t, 3, 3)
 	ctx := context.Background()
 	n := c.r.Nodes()
-	c.push(ctx, n[0], "web", map[string]string{"web.yaml": deployment("web", 4, "v1")})
+	c.push(ctx, n[0], "web", map[string]string{"web.yaml": harness.Deployment("web", 4, "v1")})
 	c.wantPods(ctx, n[0], "web", 4, n, 90*time.Second)
 	uids := func() []string {
 		pods, err := newAPI(t, n[0]).pods(ctx)
@@ -558,9 +527,9 @@ func TestMembershipChurnDuringRollout(t *testing.T) {
 	ctx := context.Background()
 	n := c.r.Nodes()
 	members := n[:4]
-	c.push(ctx, n[0], "web v1", map[string]string{"web.yaml": deployment("web", 8, "v1")})
+	c.push(ctx, n[0], "web v1", map[string]string{"web.yaml": harness.Deployment("web", 8, "v1")})
 	c.wantPods(ctx, n[0], "web", 8, members, 120*time.Second)
-	c.push(ctx, n[0], "web v2", map[string]string{"web.yaml": deployment("web", 8, "v2")})
+	c.push(ctx, n[0], "web v2", map[string]string{"web.yaml": harness.Deployment("web", 8, "v2")})
 	c.join(ctx, n[4])
 	if err := newAPI(t, n[0]).do(ctx, http.MethodPost, agent.PathNodeOp+"n4/remove", nil); err != nil {
 		t.Fatal(err)

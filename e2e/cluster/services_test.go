@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/skiffhq/skiff/agent"
+	"github.com/skiffhq/skiff/e2e/harness"
 	"github.com/skiffhq/skiff/fixtures/rig"
 )
 
@@ -93,7 +94,7 @@ func TestServicesAcrossNodes(t *testing.T) {
 	c := newCluster(t, 3, 3)
 	ctx := context.Background()
 	n := c.r.Nodes()
-	c.push(ctx, n[0], "web", map[string]string{"web.yaml": deployment("web", 3, "v1"), "svc.yaml": webService})
+	c.push(ctx, n[0], "web", map[string]string{"web.yaml": harness.Deployment("web", 3, "v1"), "svc.yaml": webService})
 	c.wantPods(ctx, n[0], "web", 3, n, 120*time.Second)
 	a := newAPI(t, n[0])
 	pods := podsOf(ctx, t, a, "web")
