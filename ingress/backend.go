@@ -54,12 +54,45 @@ type backend struct {
 // RoundTrip sends the request to the next endpoint, round-robin, and for a retryable request
 // (idempotent method, no body) tries further endpoints when the connection fails.
 func (b *backend) RoundTrip(req *http.Request) (*http.Response, error) {
+	var resp *http.Response
+	tried := 0
+	err := b.each(retryable(req), func(addr string) error {
+		r := req
+		if tried > 0 { // a fresh request value for each further attempt
+			r = req.Clone(req.Context())
+		}
+		tried++
+		r.URL.Host = addr
+		var err error
+		resp, err = b.rt.RoundTrip(r)
+		if err != nil && req.Context().Err() != nil {
+			return stop(err)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// stopErr ends each's attempts (the client went away).
+type stopErr struct{ error }
+
+func (e stopErr) Unwrap() error { return e.error }
+
+func stop(err error) error { return stopErr{err} }
+
+// each calls try with the next endpoint's address, round-robin, until it succeeds; when
+// retry is set it tries up to maxAttempts endpoints, those not marked down first. An
+// endpoint that refuses connections is marked down for a while. try returns stop(err) to
+// give up at once. each returns the last error.
+func (b *backend) each(retry bool, try func(addr string) error) error {
 	n := len(b.eps)
 	if n == 0 { // the table changed under a request that had found endpoints: cannot happen
-		return nil, errNoEndpoints
+		return errNoEndpoints
 	}
 	start := int(b.next.Add(1))
-	retry := retryable(req)
 	attempts := 1
 	if retry {
 		attempts = min(n, maxAttempts)
@@ -81,18 +114,17 @@ func (b *backend) RoundTrip(req *http.Request) (*http.Response, error) {
 			} else if pass == 1 {
 				continue
 			}
-			r := req
-			if tried > 0 { // a fresh request value for each further attempt
-				r = req.Clone(req.Context())
-			}
-			r.URL.Host = ep.addr
 			tried++
-			resp, err := b.rt.RoundTrip(r)
+			err := try(ep.addr)
 			if err == nil {
 				if ep.downUntil.Load() != 0 {
 					ep.downUntil.Store(0)
 				}
-				return resp, nil
+				return nil
+			}
+			var st stopErr
+			if errors.As(err, &st) {
+				return st.error
 			}
 			lastErr = err
 			if isDialError(err) {
@@ -101,12 +133,12 @@ func (b *backend) RoundTrip(req *http.Request) (*http.Response, error) {
 			if b.onError != nil {
 				b.onError(b, fmt.Errorf("endpoint %s: %w", ep.addr, err))
 			}
-			if !retry || req.Context().Err() != nil {
-				return nil, err
+			if !retry {
+				return err
 			}
 		}
 	}
-	return nil, lastErr
+	return lastErr
 }
 
 var errNoEndpoints = errors.New("no ready endpoints")

@@ -43,6 +43,15 @@
 // the edge), X-Forwarded-Host and X-Forwarded-Proto are set. Websockets (HTTP/1.1 Upgrade)
 // pass through; responses of unknown length and event streams are flushed as they arrive.
 //
+// The plain-HTTP listener has its own HTTP/1.1 front end (front.go) for the request that is
+// nearly all traffic: GET or HEAD without a body, routed to a backend with ready
+// endpoints. It copies the request head to a kept-alive backend connection and the
+// response back as bytes on the connection's goroutine, with the same header rules, and
+// hands the connection, with what it has read, to net/http's server at the first request
+// it does not take (bodies, upgrades, Expect, escaped paths, HTTP/1.0, redirects, errors,
+// malformed or large heads). A fuzz test checks it reads every head it takes as net/http
+// does.
+//
 // Backends are spoken to over kept-alive HTTP/1.1. Bodiless idempotent requests — nearly
 // all traffic — take a lean client that writes the request and reads the answer on the
 // request's own goroutine (h1.go); requests with bodies, upgrades and Expect go through

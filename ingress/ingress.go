@@ -71,6 +71,7 @@ type Server struct {
 
 	started                     bool
 	httpSrv, httpsSrv           *http.Server
+	front                       *front // the HTTP listener's; it hands net/http what it does not serve
 	httpAddr, httpsAddr         string
 	httpsPortSuffix             string // ":8443" in redirects, "" for 443
 	done                        chan struct{}
@@ -154,7 +155,9 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.httpAddr = ln.Addr().String()
 		s.httpSrv = s.newHTTPServer()
-		s.serve("http", func() error { return s.httpSrv.Serve(ln) })
+		s.front = newFront(s, ln)
+		s.serve("http", s.front.serve)
+		s.serve("http (net/http)", func() error { return s.httpSrv.Serve(s.front.handoff) })
 	}
 	if httpsLn != nil {
 		s.serve("https", func() error { return s.httpsSrv.ServeTLS(httpsLn, "", "") })
@@ -227,10 +230,14 @@ func (s *Server) Stop() error {
 	s.started = false
 	close(s.done)
 	srvs := []*http.Server{s.httpSrv, s.httpsSrv}
+	front := s.front
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var errs []error
+	if front != nil {
+		errs = append(errs, front.Shutdown(ctx))
+	}
 	for _, srv := range srvs {
 		if srv == nil {
 			continue
