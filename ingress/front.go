@@ -138,7 +138,8 @@ type frontConn struct {
 	watchDone chan struct{}
 	gone      atomic.Bool
 
-	req frontReq
+	req  frontReq
+	resp respHead
 }
 
 // stashReader reads the client, first giving back the byte the watcher read.
@@ -551,8 +552,8 @@ func (fc *frontConn) stopWatch() bool {
 // connection's end, Connection options, heads over the buffer — go through
 // http.ReadResponse. false: the client connection must close.
 func (fc *frontConn) relay(pc *h1Conn, deadline time.Time) bool {
-	var h respHead
-	ok, err := fc.readRespHead(pc, deadline, &h)
+	h := &fc.resp
+	ok, err := fc.readRespHead(pc, deadline, h)
 	if err != nil {
 		return fc.relayFailed(pc, err, false)
 	}
@@ -656,7 +657,7 @@ func (h *respHead) parse(head []byte) bool {
 	if err != nil || code < 200 || code > 999 {
 		return false
 	}
-	*h = respHead{status: line, code: code, size: len(head), length: -1, close: line[7] == '0'}
+	h.status, h.code, h.size, h.length, h.close, h.chunked, h.n, h.drop = line, code, len(head), -1, line[7] == '0', false, 0, 0
 	for rest := head[end+1 : len(head)-2]; len(rest) > 0; {
 		name, value, idx, ok := h.next(&rest)
 		if !ok {
