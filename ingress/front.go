@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -58,31 +59,38 @@ func newFront(s *Server, ln net.Listener) *front {
 
 // serve accepts until the listener closes.
 func (f *front) serve() error {
-	var delay time.Duration
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return http.ErrServerClosed
-			}
-			// Out of file descriptors and the like: back off as net/http does.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			f.s.log.Warn("ingress accept failed", "err", err, "retryIn", delay)
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
+	return acceptLoop(f.ln, f.s.log, func(c net.Conn) {
 		fc := &frontConn{f: f, c: c}
 		f.mu.Lock()
 		if f.shutdown {
 			f.mu.Unlock()
 			c.Close()
-			continue
+			return
 		}
 		f.conns[fc] = struct{}{}
 		f.wg.Add(1)
 		f.mu.Unlock()
 		go fc.serve()
+	})
+}
+
+// acceptLoop accepts connections until the listener closes, backing off as net/http does
+// when accepting fails (out of file descriptors and the like).
+func acceptLoop(ln net.Listener, log *slog.Logger, handle func(net.Conn)) error {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return http.ErrServerClosed
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			log.Warn("ingress accept failed", "err", err, "retryIn", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		handle(c)
 	}
 }
 
@@ -553,7 +561,7 @@ func (fc *frontConn) stopWatch() bool {
 // http.ReadResponse. false: the client connection must close.
 func (fc *frontConn) relay(pc *h1Conn, deadline time.Time) bool {
 	h := &fc.resp
-	ok, err := fc.readRespHead(pc, deadline, h)
+	ok, err := readRespHead(pc, deadline, h, &fc.gone)
 	if err != nil {
 		return fc.relayFailed(pc, err, false)
 	}
@@ -615,8 +623,8 @@ type respHead struct {
 }
 
 // readRespHead waits for the whole response head and parses it; false (no error) when it
-// is one for http.ReadResponse.
-func (fc *frontConn) readRespHead(pc *h1Conn, deadline time.Time, h *respHead) (bool, error) {
+// is one for http.ReadResponse. gone is set by whoever aborts the read.
+func readRespHead(pc *h1Conn, deadline time.Time, h *respHead, gone *atomic.Bool) (bool, error) {
 	br := pc.br
 	timed := false
 	var head []byte
@@ -632,7 +640,7 @@ func (fc *frontConn) readRespHead(pc *h1Conn, deadline time.Time, h *respHead) (
 		}
 		if !timed {
 			pc.c.SetReadDeadline(deadline)
-			if fc.gone.Load() {
+			if gone.Load() { // an abort that came before this deadline
 				return false, errClientGone
 			}
 			timed = true

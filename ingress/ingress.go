@@ -6,15 +6,19 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"github.com/skiffhq/skiff/state"
 )
@@ -72,6 +76,11 @@ type Server struct {
 	started                     bool
 	httpSrv, httpsSrv           *http.Server
 	front                       *front // the HTTP listener's; it hands net/http what it does not serve
+	httpsLn                     net.Listener
+	tlsConfig                   *tls.Config
+	h2mu                        sync.Mutex
+	h2conns                     map[*h2Conn]struct{} // nil once stopping
+	workers                     workerPool
 	httpAddr, httpsAddr         string
 	httpsPortSuffix             string // ":8443" in redirects, "" for 443
 	done                        chan struct{}
@@ -107,6 +116,8 @@ func New(cfg Config) (*Server, error) {
 		secrets:           map[[32]byte]*parsedSecret{},
 		eps:               map[string]*endpoint{},
 		lastProblem:       map[string]bool{},
+		h2conns:           map[*h2Conn]struct{}{},
+		workers:           workerPool{ch: make(chan func())},
 		done:              make(chan struct{}),
 		readHeaderTimeout: readHeaderTimeout,
 		idleTime:          idleTimeout,
@@ -138,7 +149,7 @@ func (s *Server) Start(ctx context.Context) error {
 			s.httpsPortSuffix = ":" + port
 		}
 		s.httpsSrv = s.newHTTPServer()
-		s.httpsSrv.TLSConfig = &tls.Config{
+		s.tlsConfig = &tls.Config{
 			MinVersion:     tls.VersionTLS12,
 			CipherSuites:   tls12Suites,
 			NextProtos:     []string{"h2", "http/1.1"},
@@ -160,7 +171,10 @@ func (s *Server) Start(ctx context.Context) error {
 		s.serve("http (net/http)", func() error { return s.httpSrv.Serve(s.front.handoff) })
 	}
 	if httpsLn != nil {
-		s.serve("https", func() error { return s.httpsSrv.ServeTLS(httpsLn, "", "") })
+		s.httpsLn = httpsLn
+		q := newConnQueue(httpsLn.Addr())
+		s.serve("https", func() error { return acceptLoop(httpsLn, s.log, func(c net.Conn) { go s.serveTLS(c, q) }) })
+		s.serve("https (net/http)", func() error { return s.httpsSrv.Serve(q) })
 	}
 	s.started = true
 	s.wg.Add(1)
@@ -238,6 +252,10 @@ func (s *Server) Stop() error {
 	if front != nil {
 		errs = append(errs, front.Shutdown(ctx))
 	}
+	if s.httpsLn != nil {
+		s.httpsLn.Close()
+		errs = append(errs, s.shutdownH2(ctx))
+	}
 	for _, srv := range srvs {
 		if srv == nil {
 			continue
@@ -250,6 +268,89 @@ func (s *Server) Stop() error {
 	s.h1.closeIdle(true)
 	s.transport.CloseIdleConnections()
 	return errors.Join(errs...)
+}
+
+// serveTLS does the TLS handshake of an HTTPS connection, then serves HTTP/2 itself and
+// hands HTTP/1.1 to net/http's server.
+func (s *Server) serveTLS(c net.Conn, q *connQueue) {
+	tc := tls.Server(c, s.tlsConfig)
+	tc.SetDeadline(time.Now().Add(s.readHeaderTimeout))
+	if err := tc.Handshake(); err != nil {
+		var re tls.RecordHeaderError
+		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
+			io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+		}
+		if !strings.Contains(err.Error(), "invalid SNI") { // counted where it was refused
+			s.stats.handshake.note(c.RemoteAddr().String() + ": " + err.Error())
+		}
+		c.Close()
+		return
+	}
+	tc.SetDeadline(time.Time{})
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		s.serveH2(tc)
+		return
+	}
+	q.push(tc)
+}
+
+// looksLikeHTTP: a TLS record header that is the start of a plain HTTP request.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH":
+		return true
+	}
+	return false
+}
+
+// trackH2 adds or removes an HTTP/2 connection; false when the server is stopping.
+func (s *Server) trackH2(sc *h2Conn, add bool) bool {
+	s.h2mu.Lock()
+	defer s.h2mu.Unlock()
+	if s.h2conns == nil {
+		return false
+	}
+	if add {
+		s.h2conns[sc] = struct{}{}
+	} else {
+		delete(s.h2conns, sc)
+	}
+	return true
+}
+
+// shutdownH2 sends GOAWAY on every HTTP/2 connection, waits until their streams are done
+// or ctx ends, and closes them.
+func (s *Server) shutdownH2(ctx context.Context) error {
+	s.h2mu.Lock()
+	conns := s.h2conns
+	s.h2conns = nil
+	s.h2mu.Unlock()
+	for sc := range conns {
+		sc.mu.Lock()
+		sc.goAway = true
+		sc.mu.Unlock()
+		sc.goAwayNow(http2.ErrCodeNo)
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+	for len(conns) > 0 && err == nil {
+		for sc := range conns {
+			if sc.busy.Load() == 0 {
+				sc.c.Close()
+				delete(conns, sc)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			err = errors.New("ingress: HTTP/2 streams still running at shutdown were cut")
+		case <-tick.C:
+		}
+	}
+	for sc := range conns {
+		sc.c.Close()
+	}
+	return err
 }
 
 // HTTPAddr is the bound address of the HTTP listener ("" when off or not started).
