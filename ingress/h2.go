@@ -385,11 +385,11 @@ func (sc *h2Conn) run(st *h2Stream, rq *h2Request) {
 
 // route finds the backend of a request the fast path takes, or nil.
 func (sc *h2Conn) route(rq *h2Request) *backend {
-	if strings.ContainsAny(rq.path, "%#") || !strings.HasPrefix(rq.path, "/") || !httpguts.ValidHostHeader(rq.authority) {
-		return nil
-	}
 	path, query, _ := strings.Cut(rq.path, "?")
-	if strings.IndexByte(query, ';') >= 0 {
+	// Escaped paths are unescaped to route (net/http's way); ReverseProxy cleans queries
+	// with semicolons; fragments are not sent.
+	if strings.ContainsAny(path, "%#") || strings.ContainsAny(query, ";#") || !strings.HasPrefix(path, "/") ||
+		!httpguts.ValidHostHeader(rq.authority) {
 		return nil
 	}
 	for _, hf := range rq.fields {
@@ -479,12 +479,6 @@ func (sc *h2Conn) send(pc *h1Conn, rq *h2Request) error {
 		case "host", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "proxy-authorization":
 			continue
 		case "cookie":
-			if cookies == 0 {
-				bw.WriteString("cookie: ")
-			} else {
-				bw.WriteString("; ")
-			}
-			bw.WriteString(hf.Value)
 			cookies++
 			continue
 		}
@@ -493,7 +487,18 @@ func (sc *h2Conn) send(pc *h1Conn, rq *h2Request) error {
 		bw.WriteString(hf.Value)
 		bw.WriteString("\r\n")
 	}
-	if cookies > 0 {
+	if cookies > 0 { // HTTP/2 sends cookies as separate fields; HTTP/1.1 wants one header
+		bw.WriteString("cookie: ")
+		n := 0
+		for _, hf := range rq.fields {
+			if hf.Name == "cookie" {
+				if n > 0 {
+					bw.WriteString("; ")
+				}
+				bw.WriteString(hf.Value)
+				n++
+			}
+		}
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("X-Forwarded-For: ")
