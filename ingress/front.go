@@ -43,6 +43,7 @@ const (
 type front struct {
 	s       *Server
 	ln      net.Listener
+	tls     bool       // its connections are *tls.Conn, after the handshake
 	handoff *connQueue // to net/http's server
 
 	handoffs atomic.Uint64 // connections handed to net/http
@@ -53,25 +54,28 @@ type front struct {
 	wg       sync.WaitGroup
 }
 
-func newFront(s *Server, ln net.Listener) *front {
-	return &front{s: s, ln: ln, handoff: newConnQueue(ln.Addr()), conns: map[*frontConn]struct{}{}}
+func newFront(s *Server, ln net.Listener, isTLS bool) *front {
+	return &front{s: s, ln: ln, tls: isTLS, handoff: newConnQueue(ln.Addr()), conns: map[*frontConn]struct{}{}}
 }
 
 // serve accepts until the listener closes.
 func (f *front) serve() error {
-	return acceptLoop(f.ln, f.s.log, func(c net.Conn) {
-		fc := &frontConn{f: f, c: c}
-		f.mu.Lock()
-		if f.shutdown {
-			f.mu.Unlock()
-			c.Close()
-			return
-		}
-		f.conns[fc] = struct{}{}
-		f.wg.Add(1)
+	return acceptLoop(f.ln, f.s.log, f.add)
+}
+
+// add serves a connection.
+func (f *front) add(c net.Conn) {
+	fc := &frontConn{f: f, c: c}
+	f.mu.Lock()
+	if f.shutdown {
 		f.mu.Unlock()
-		go fc.serve()
-	})
+		c.Close()
+		return
+	}
+	f.conns[fc] = struct{}{}
+	f.wg.Add(1)
+	f.mu.Unlock()
+	go fc.serve()
 }
 
 // acceptLoop accepts connections until the listener closes, backing off as net/http does
@@ -314,7 +318,7 @@ func (fc *frontConn) route(head []byte) *backend {
 		return nil
 	}
 	host := normalHost(bstr(r.host))
-	if t.redirects(host) {
+	if !fc.f.tls && t.redirects(host) {
 		return nil
 	}
 	path := r.line[4 : len(r.line)-len(" HTTP/1.1\r\n")]
@@ -487,7 +491,11 @@ func (fc *frontConn) send(pc *h1Conn) error {
 	bw.WriteString(fc.ip)
 	bw.WriteString("\r\nX-Forwarded-Host: ")
 	bw.Write(r.host)
-	bw.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
+	if fc.f.tls {
+		bw.WriteString("\r\nX-Forwarded-Proto: https\r\n\r\n")
+	} else {
+		bw.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
+	}
 	return bw.Flush()
 }
 

@@ -75,7 +75,7 @@ type Server struct {
 
 	started                     bool
 	httpSrv, httpsSrv           *http.Server
-	front                       *front // the HTTP listener's; it hands net/http what it does not serve
+	front, tlsFront             *front // HTTP/1.1 on each listener; they hand net/http what they do not serve
 	httpsLn                     net.Listener
 	tlsConfig                   *tls.Config
 	h2mu                        sync.Mutex
@@ -166,15 +166,15 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.httpAddr = ln.Addr().String()
 		s.httpSrv = s.newHTTPServer()
-		s.front = newFront(s, ln)
+		s.front = newFront(s, ln, false)
 		s.serve("http", s.front.serve)
 		s.serve("http (net/http)", func() error { return s.httpSrv.Serve(s.front.handoff) })
 	}
 	if httpsLn != nil {
 		s.httpsLn = httpsLn
-		q := newConnQueue(httpsLn.Addr())
-		s.serve("https", func() error { return acceptLoop(httpsLn, s.log, func(c net.Conn) { go s.serveTLS(c, q) }) })
-		s.serve("https (net/http)", func() error { return s.httpsSrv.Serve(q) })
+		s.tlsFront = newFront(s, httpsLn, true)
+		s.serve("https", func() error { return acceptLoop(httpsLn, s.log, func(c net.Conn) { go s.serveTLS(c) }) })
+		s.serve("https (net/http)", func() error { return s.httpsSrv.Serve(s.tlsFront.handoff) })
 	}
 	s.started = true
 	s.wg.Add(1)
@@ -244,13 +244,15 @@ func (s *Server) Stop() error {
 	s.started = false
 	close(s.done)
 	srvs := []*http.Server{s.httpSrv, s.httpsSrv}
-	front := s.front
+	fronts := []*front{s.front, s.tlsFront}
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var errs []error
-	if front != nil {
-		errs = append(errs, front.Shutdown(ctx))
+	for _, f := range fronts {
+		if f != nil {
+			errs = append(errs, f.Shutdown(ctx))
+		}
 	}
 	if s.httpsLn != nil {
 		s.httpsLn.Close()
@@ -270,9 +272,8 @@ func (s *Server) Stop() error {
 	return errors.Join(errs...)
 }
 
-// serveTLS does the TLS handshake of an HTTPS connection, then serves HTTP/2 itself and
-// hands HTTP/1.1 to net/http's server.
-func (s *Server) serveTLS(c net.Conn, q *connQueue) {
+// serveTLS does the TLS handshake of an HTTPS connection, then serves HTTP/2 or HTTP/1.1.
+func (s *Server) serveTLS(c net.Conn) {
 	tc := tls.Server(c, s.tlsConfig)
 	tc.SetDeadline(time.Now().Add(s.readHeaderTimeout))
 	if err := tc.Handshake(); err != nil {
@@ -291,7 +292,7 @@ func (s *Server) serveTLS(c net.Conn, q *connQueue) {
 		s.serveH2(tc)
 		return
 	}
-	q.push(tc)
+	s.tlsFront.add(tc)
 }
 
 // looksLikeHTTP: a TLS record header that is the start of a plain HTTP request.
@@ -420,8 +421,13 @@ func (s *Server) Status() []HostStatus {
 
 // ServeHTTP routes one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if ci, _ := r.Context().Value(connKey{}).(*connInfo); ci != nil && !ci.served.Load() {
-		ci.served.Store(true)
+	if ci, _ := r.Context().Value(connKey{}).(*connInfo); ci != nil {
+		if !ci.served.Load() {
+			ci.served.Store(true)
+		}
+		if r.TLS == nil { // net/http sees a handed-over TLS connection as a plain one
+			r.TLS = ci.tls
+		}
 	}
 	t := s.tab.Load()
 	if t == nil || !t.synced {
@@ -497,10 +503,19 @@ func (s *Server) listenerProblems() []string {
 type connKey struct{}
 
 // connInfo follows one client connection, to count those that never made a request.
-type connInfo struct{ served atomic.Bool }
+type connInfo struct {
+	served atomic.Bool
+	tls    *tls.ConnectionState // of a TLS connection handed over after its handshake
+}
 
 func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
 	ci := &connInfo{}
+	if pc, ok := c.(*prefixConn); ok {
+		if tc, ok := pc.Conn.(*tls.Conn); ok {
+			st := tc.ConnectionState()
+			ci.tls = &st
+		}
+	}
 	s.conns.Store(c, ci)
 	return context.WithValue(ctx, connKey{}, ci)
 }

@@ -91,6 +91,10 @@ func TestProxyRouting(t *testing.T) {
 		{"h1 to b by port name, query kept", rig.h1, "GET", rig.httpsURL("shop.example.com", "/b/x?q=1&r=%2F"), "", 200, "b GET /b/x?q=1&r=%2F", "HTTP/1.1", nil},
 		{"ready pod only", rig.h2, "GET", rig.httpsURL("shop.example.com", "/c"), "", 200, "c GET /c", "", nil},
 		{"post body", rig.h2, "POST", rig.httpsURL("shop.example.com", "/b/form"), "hello=1", 200, "b POST /b/form hello=1", "", nil},
+		{"HTTPS HTTP/1.1 POST (handed to net/http) stays HTTPS", rig.h1, "POST", rig.httpsURL("shop.example.com", "/form"), "x=1", 200, "a POST /form x=1",
+			"HTTP/1.1", map[string]string{"X-Seen-Proto": "https"}},
+		{"HTTPS HTTP/1.1 GET", rig.h1, "GET", rig.httpsURL("shop.example.com", "/g"), "", 200, "a GET /g", "HTTP/1.1", map[string]string{
+			"X-Seen-Proto": "https", "X-Seen-Xff": "127.0.0.1", "X-Seen-Host": "shop.example.com"}},
 		{"retry a dead endpoint", rig.h1, "GET", rig.httpsURL("shop.example.com", "/flaky"), "", 200, "a GET /flaky", "", nil},
 		{"every endpoint dead", rig.h1, "GET", rig.httpsURL("shop.example.com", "/dead"), "", 502, "502 bad gateway", "", nil},
 		{"no endpoints", rig.h1, "GET", rig.httpsURL("shop.example.com", "/empty"), "", 503, "503", "", nil},
