@@ -276,15 +276,18 @@ func (sc *h2Conn) streamsSnapshot() []*h2Stream {
 func (sc *h2Conn) headers(f *http2.MetaHeadersFrame) *http2.ErrCode {
 	id := f.StreamID
 	sc.mu.Lock()
-	if st := sc.streams[id]; st != nil { // trailers of a request body
+	if st := sc.streams[id]; st != nil {
 		sc.mu.Unlock()
-		if !f.StreamEnded() {
+		if st.body == nil || st.body.ended() { // the client had ended its side (RFC 9113 5.1)
+			st.abort()
+			sc.endStream(st, http2.ErrCodeStreamClosed)
+			return nil
+		}
+		if !f.StreamEnded() { // trailers must end the stream
 			c := http2.ErrCodeProtocol
 			return &c
 		}
-		if st.body != nil {
-			st.body.fail(io.EOF)
-		}
+		st.body.fail(io.EOF) // trailers of a request body end it
 		return nil
 	}
 	if id%2 == 0 {
@@ -303,11 +306,6 @@ func (sc *h2Conn) headers(f *http2.MetaHeadersFrame) *http2.ErrCode {
 		sc.resetStream(id, http2.ErrCodeRefusedStream)
 		return nil
 	}
-	if f.Truncated { // headers over the limit: 431, as net/http answers
-		sc.mu.Unlock()
-		sc.resetStream(id, http2.ErrCodeProtocol)
-		return nil
-	}
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), http.LocalAddrContextKey, sc.c.LocalAddr()))
 	st := &h2Stream{id: id, ctx: ctx, cancel: cancel}
 	sc.wmu.Lock()
@@ -322,6 +320,14 @@ func (sc *h2Conn) headers(f *http2.MetaHeadersFrame) *http2.ErrCode {
 	sc.mu.Unlock()
 	sc.busy.Add(1)
 
+	if f.Truncated { // headers over the limit: 431, as net/http answers
+		sc.handlers.Add(1)
+		sc.s.workers.run(func() {
+			defer sc.handlers.Done()
+			sc.answer(st, http.StatusRequestHeaderFieldsTooLarge, "431 request header fields too large")
+		})
+		return nil
+	}
 	rq, err := newH2Request(f)
 	if err != nil {
 		sc.endStream(st, http2.ErrCodeProtocol)
@@ -330,6 +336,13 @@ func (sc *h2Conn) headers(f *http2.MetaHeadersFrame) *http2.ErrCode {
 	sc.handlers.Add(1)
 	sc.s.workers.run(func() { sc.run(st, rq) })
 	return nil
+}
+
+// answer ends a stream with a short text answer.
+func (sc *h2Conn) answer(st *h2Stream, code int, text string) {
+	w := newH2Writer(sc, st, false)
+	http.Error(w, text, code)
+	w.finish()
 }
 
 // h2Request is a request's head, from its header block.
@@ -1065,10 +1078,11 @@ func (b *h2Body) returnUnread() {
 
 // handle runs the stream through Server.ServeHTTP.
 func (sc *h2Conn) handle(st *h2Stream, rq *h2Request) {
-	u, err := url.ParseRequestURI(rq.path)
-	if rq.method == http.MethodConnect {
-		u, err = &url.URL{Host: rq.authority}, nil
+	if rq.method == http.MethodConnect { // an ingress is not a forward proxy
+		sc.answer(st, http.StatusMethodNotAllowed, "405 method not allowed: CONNECT")
+		return
 	}
+	u, err := url.ParseRequestURI(rq.path)
 	if err != nil {
 		sc.endStream(st, http2.ErrCodeProtocol)
 		return

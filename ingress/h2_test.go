@@ -126,8 +126,18 @@ func (c *h2Client) headers(id uint32, method, path string, end bool, extra ...st
 	for i := 0; i < len(fields); i += 2 {
 		c.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
 	}
-	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.buf.Bytes(), EndStream: end, EndHeaders: true}); err != nil {
+	block := c.buf.Bytes()
+	frag := block[:min(len(block), 16<<10)]
+	block = block[len(frag):]
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndStream: end, EndHeaders: len(block) == 0}); err != nil {
 		c.t.Fatal(err)
+	}
+	for len(block) > 0 { // the rest in CONTINUATION frames
+		frag = block[:min(len(block), 16<<10)]
+		block = block[len(frag):]
+		if err := c.fr.WriteContinuation(id, len(block) == 0, frag); err != nil {
+			c.t.Fatal(err)
+		}
 	}
 }
 
@@ -201,6 +211,28 @@ func TestH2Protocol(t *testing.T) {
 		c.headers(3, "GET", "/", true)
 		if st := c.answer(3); st != "200" {
 			t.Errorf("next stream answered %q; want 200", st)
+		}
+	})
+	t.Run("headers over the limit", func(t *testing.T) {
+		c := dialH2(t, s, ca)
+		var big []string // 9 × 7.5 KB: over the 64 KiB list, in the block's last frame
+		for i := range 9 {
+			big = append(big, "x-big-"+string(rune('0'+i)), strings.Repeat("b", 7500))
+		}
+		c.headers(1, "GET", "/", true, big...)
+		if st := c.answer(1); st != "431" {
+			t.Errorf("answered %q; want 431", st)
+		}
+	})
+	t.Run("CONNECT", func(t *testing.T) {
+		c := dialH2(t, s, ca)
+		c.buf.Reset()
+		for _, f := range []hpack.HeaderField{{Name: ":method", Value: "CONNECT"}, {Name: ":authority", Value: "elsewhere:443"}} {
+			c.enc.WriteField(f)
+		}
+		c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: c.buf.Bytes(), EndHeaders: true})
+		if st := c.answer(1); st != "405" {
+			t.Errorf("answered %q; want 405", st)
 		}
 	})
 	t.Run("HEADERS on an ended stream", func(t *testing.T) {
