@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ const (
 	h2StreamWin   = 1 << 20 // receive window per stream (request bodies)
 	h2ConnWin     = 1 << 20 // receive window per connection
 	h2WriteBuf    = 16 << 10
+	h2ReadBuf     = 16 << 10
 	h2MaxDataSize = 16 << 10 // frame payload we send: the least every peer takes
 )
 
@@ -58,6 +60,8 @@ type h2Conn struct {
 	connSend int64 // connection send window
 	initSend int64 // the peer's initial stream window
 	wErr     error // the first write error; nothing is written after it
+	flushCh  chan struct{}
+	done     chan struct{} // closed when the connection ends
 	closed   bool
 
 	mu       sync.Mutex
@@ -100,11 +104,12 @@ func (s *Server) serveH2(c *tls.Conn) {
 		connSend: 65535, initSend: 65535,
 	}
 	sc.recvConn.Store(h2ConnWin)
+	sc.flushCh, sc.done = make(chan struct{}, 1), make(chan struct{})
 	sc.wcond = sync.NewCond(&sc.wmu)
 	if host, _, err := net.SplitHostPort(sc.remote); err == nil {
 		sc.ip = host
 	}
-	sc.fr = http2.NewFramer(sc.bw, c)
+	sc.fr = http2.NewFramer(sc.bw, bufio.NewReaderSize(c, h2ReadBuf)) // frames are read 9 bytes, then the rest
 	sc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	sc.fr.MaxHeaderListSize = uint32(s.maxHeaderBytes)
 	if !s.trackH2(sc, true) {
@@ -116,6 +121,8 @@ func (s *Server) serveH2(c *tls.Conn) {
 }
 
 func (sc *h2Conn) serve() {
+	go sc.flusher()
+	defer close(sc.done)
 	defer func() {
 		sc.c.Close()
 		sc.mu.Lock()
@@ -800,12 +807,33 @@ func (sc *h2Conn) write(fn func() error) error {
 
 func (sc *h2Conn) unlockW() {
 	if sc.writers.Add(-1) == 0 && sc.wErr == nil && sc.bw.Buffered() > 0 {
-		if err := sc.bw.Flush(); err != nil {
-			sc.wErr = err
-			sc.c.Close()
+		select { // the flusher writes it, after the streams that can run now add theirs
+		case sc.flushCh <- struct{}{}:
+		default:
 		}
 	}
 	sc.wmu.Unlock()
+}
+
+// flusher writes what the streams have written, once per scheduling round: answers that
+// become ready together (one poll of the backends) leave in one TLS record and one write.
+func (sc *h2Conn) flusher() {
+	for {
+		select {
+		case <-sc.flushCh:
+		case <-sc.done:
+			return
+		}
+		runtime.Gosched()
+		sc.wmu.Lock()
+		if sc.wErr == nil && sc.bw.Buffered() > 0 {
+			if err := sc.bw.Flush(); err != nil {
+				sc.wErr = err
+				sc.c.Close()
+			}
+		}
+		sc.wmu.Unlock()
+	}
 }
 
 var statusText [600]string
@@ -945,7 +973,12 @@ func (sc *h2Conn) goAwayNow(code http2.ErrCode) {
 	sc.mu.Lock()
 	last := sc.maxID
 	sc.mu.Unlock()
-	sc.write(func() error { return sc.fr.WriteGoAway(last, code, nil) })
+	sc.write(func() error { // at once: the connection may close right after
+		if err := sc.fr.WriteGoAway(last, code, nil); err != nil {
+			return err
+		}
+		return sc.bw.Flush()
+	})
 }
 
 // --- request bodies ---

@@ -338,6 +338,7 @@ func (s *Server) shutdownH2(ctx context.Context) error {
 	for len(conns) > 0 && err == nil {
 		for sc := range conns {
 			if sc.busy.Load() == 0 {
+				sc.write(sc.bw.Flush) // the last answers may still wait for the flusher
 				sc.c.Close()
 				delete(conns, sc)
 			}
