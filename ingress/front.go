@@ -431,7 +431,10 @@ func trimOWS(b []byte) []byte {
 	return b
 }
 
-var errClientGone = errors.New("the client closed the connection")
+var (
+	errClientGone = errors.New("the client closed the connection")
+	errNoUpgrade  = errors.New("101 Switching Protocols without an upgrade")
+)
 
 var bgCtx = context.Background()
 
@@ -441,27 +444,10 @@ func (fc *frontConn) proxy(b *backend) bool {
 	s, r := fc.f.s, &fc.req
 	start := time.Now()
 	var pc *h1Conn
-	err := b.each(true, func(addr string) error {
-		for attempt := 0; ; attempt++ {
-			c, reused, err := s.h1.get(bgCtx, addr)
-			if err != nil {
-				return err
-			}
-			if err = fc.send(c); err == nil {
-				err = fc.wait(c, start.Add(responseHeaderTimeout))
-			}
-			if err == nil {
-				pc = c
-				return nil
-			}
-			c.c.Close()
-			if fc.gone.Load() {
-				return stop(errClientGone)
-			}
-			if attempt > 0 || !reused {
-				return err
-			}
-		}
+	wait := func(c *h1Conn) error { return fc.wait(c, start.Add(responseHeaderTimeout)) }
+	err := b.each(true, func(addr string) (err error) {
+		pc, err = s.h1.exchange(bgCtx, addr, fc.send, wait, fc.gone.Load)
+		return err
 	})
 	if err != nil {
 		fc.stopWatch()
@@ -809,20 +795,13 @@ func (fc *frontConn) relaySlow(pc *h1Conn) bool {
 	if fc.req.head {
 		method = http.MethodHead
 	}
-	var resp *http.Response
-	var err error
-	for {
-		resp, err = http.ReadResponse(pc.br, &http.Request{Method: method})
-		if err != nil {
-			return fc.relayFailed(pc, err, false)
-		}
-		if resp.StatusCode >= 200 {
-			break
-		}
-		resp.Body.Close() // 1xx informational responses are not passed on
-		if resp.StatusCode == http.StatusSwitchingProtocols {
-			return fc.relayFailed(pc, errors.New("101 Switching Protocols without an upgrade"), false)
-		}
+	resp, err := readFinal(pc.br, &http.Request{Method: method})
+	if err != nil {
+		return fc.relayFailed(pc, err, false)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		resp.Body.Close()
+		return fc.relayFailed(pc, errNoUpgrade, false)
 	}
 	backendClose := resp.Close
 	removeHopHeaders(resp.Header)

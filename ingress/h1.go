@@ -214,20 +214,13 @@ func (pc *h1Conn) roundTrip(req *http.Request) (resp *http.Response, err error) 
 		stop()
 		return nil, err
 	}
-	for {
-		resp, err = http.ReadResponse(pc.br, req)
-		if err != nil {
-			stop()
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			}
-			return nil, err
+	resp, err = readFinal(pc.br, req)
+	if err != nil {
+		stop()
+		if ctx.Err() != nil {
+			err = ctx.Err()
 		}
-		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			break
-		}
-		// 1xx informational responses (103 Early Hints) are not passed on.
-		resp.Body.Close()
+		return nil, err
 	}
 	pc.c.SetReadDeadline(time.Time{})
 	b := &h1Body{pc: pc, rc: resp.Body, stop: stop, reuse: !resp.Close && !req.Close}
@@ -237,6 +230,42 @@ func (pc *h1Conn) roundTrip(req *http.Request) (resp *http.Response, err error) 
 	}
 	resp.Body = b
 	return resp, nil
+}
+
+// readFinal reads a backend's answer, passing over 1xx informational responses (103
+// Early Hints): they are not passed on. 101 Switching Protocols is returned.
+func readFinal(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	for {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, err
+		}
+		resp.Body.Close()
+	}
+}
+
+// exchange sends a request to addr on a kept-alive connection or a new one and waits
+// for its answer to begin: send writes the request, wait blocks until the first byte.
+// A kept-alive connection the backend had closed is replaced once. When gone reports
+// the client has left, the error is wrapped with stop, ending backend.each's attempts.
+func (t *h1Transport) exchange(ctx context.Context, addr string, send, wait func(*h1Conn) error, gone func() bool) (*h1Conn, error) {
+	for attempt := 0; ; attempt++ {
+		pc, reused, err := t.get(ctx, addr)
+		if err == nil {
+			if err = send(pc); err == nil {
+				if err = wait(pc); err == nil {
+					return pc, nil
+				}
+			}
+			pc.c.Close()
+		}
+		if gone() {
+			return nil, stop(err)
+		}
+		if attempt > 0 || !reused {
+			return nil, err
+		}
+	}
 }
 
 // h1Body hands the connection back once the body has been read to its end, or closes it

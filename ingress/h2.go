@@ -435,31 +435,12 @@ func (sc *h2Conn) route(rq *h2Request) *backend {
 func (sc *h2Conn) proxy(st *h2Stream, rq *h2Request, b *backend) {
 	s := sc.s
 	var pc *h1Conn
-	err := b.each(true, func(addr string) error {
-		for attempt := 0; ; attempt++ {
-			c, reused, err := s.h1.get(st.ctx, addr)
-			if err != nil {
-				if st.ctx.Err() != nil {
-					return stop(err)
-				}
-				return err
-			}
-			st.pc.Store(c)
-			if err = sc.send(c, rq); err == nil {
-				err = waitStream(st, c, time.Now().Add(responseHeaderTimeout))
-			}
-			if err == nil {
-				pc = c
-				return nil
-			}
-			c.c.Close()
-			if st.ctx.Err() != nil {
-				return stop(err)
-			}
-			if attempt > 0 || !reused {
-				return err
-			}
-		}
+	send := func(c *h1Conn) error { st.pc.Store(c); return sc.send(c, rq) }
+	wait := func(c *h1Conn) error { return waitStream(st, c, time.Now().Add(responseHeaderTimeout)) }
+	left := func() bool { return st.ctx.Err() != nil }
+	err := b.each(true, func(addr string) (err error) {
+		pc, err = s.h1.exchange(st.ctx, addr, send, wait, left)
+		return err
 	})
 	if err != nil {
 		if st.ctx.Err() == nil {
@@ -659,26 +640,19 @@ func (sc *h2Conn) relaySlow(st *h2Stream, head bool, pc *h1Conn) bool {
 	if head {
 		method = http.MethodHead
 	}
-	var resp *http.Response
-	var err error
-	for {
-		pc.c.SetReadDeadline(time.Now().Add(responseHeaderTimeout))
-		if st.gone.Load() {
-			return false
-		}
-		resp, err = http.ReadResponse(pc.br, &http.Request{Method: method})
-		if err != nil {
-			sc.badGateway(st, head, err)
-			return false
-		}
-		if resp.StatusCode >= 200 {
-			break
-		}
+	pc.c.SetReadDeadline(time.Now().Add(responseHeaderTimeout))
+	if st.gone.Load() {
+		return false
+	}
+	resp, err := readFinal(pc.br, &http.Request{Method: method})
+	if err != nil {
+		sc.badGateway(st, head, err)
+		return false
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
 		resp.Body.Close()
-		if resp.StatusCode == http.StatusSwitchingProtocols {
-			sc.badGateway(st, head, errors.New("101 Switching Protocols without an upgrade"))
-			return false
-		}
+		sc.badGateway(st, head, errNoUpgrade)
+		return false
 	}
 	pc.c.SetReadDeadline(time.Time{})
 	if st.gone.Load() {
@@ -1157,15 +1131,16 @@ func (sc *h2Conn) handle(st *h2Stream, rq *h2Request) {
 
 // h2Writer is the http.ResponseWriter of a stream.
 type h2Writer struct {
-	sc      *h2Conn
-	st      *h2Stream
-	head    bool
-	hdr     http.Header
-	status  int
-	sent    bool // HEADERS sent
-	buf     []byte
-	failed  bool
-	trailer []string // declared before the headers went out
+	sc       *h2Conn
+	st       *h2Stream
+	head     bool
+	hdr      http.Header
+	status   int
+	sent     bool // HEADERS sent
+	buf      []byte
+	failed   bool
+	trailer  []string // declared before the headers went out
+	declared bool     // trailer is filled in
 }
 
 func newH2Writer(sc *h2Conn, st *h2Stream, head bool) *h2Writer {
@@ -1208,7 +1183,7 @@ func (w *h2Writer) FlushError() error {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	if err := w.sendHeaders(false); err != nil {
+	if err := w.sendHeaders(false, nil); err != nil {
 		return err
 	}
 	if len(w.buf) > 0 {
@@ -1222,11 +1197,30 @@ func (w *h2Writer) FlushError() error {
 	return nil
 }
 
-func (w *h2Writer) sendHeaders(end bool) error {
+// sendHeaders sends the HEADERS frame once, with data in the same write.
+func (w *h2Writer) sendHeaders(end bool, data []byte) error {
 	if w.sent {
 		return nil
 	}
 	w.sent = true
+	w.declareTrailers()
+	if _, ok := w.hdr["Date"]; !ok {
+		w.hdr["Date"] = []string{time.Now().UTC().Format(http.TimeFormat)}
+	}
+	err := w.sc.writeHeaders(w.st, headerBlock(w.status, w.hdr, w.trailer), end, data)
+	if err != nil {
+		w.failed = true
+	}
+	return err
+}
+
+// declareTrailers notes the trailers the handler announced in its "Trailer" header,
+// before the headers go out.
+func (w *h2Writer) declareTrailers() {
+	if w.declared {
+		return
+	}
+	w.declared = true
 	for _, v := range w.hdr["Trailer"] {
 		for k := range strings.SplitSeq(v, ",") {
 			if k = strings.TrimSpace(k); k != "" {
@@ -1234,14 +1228,6 @@ func (w *h2Writer) sendHeaders(end bool) error {
 			}
 		}
 	}
-	if _, ok := w.hdr["Date"]; !ok {
-		w.hdr["Date"] = []string{time.Now().UTC().Format(http.TimeFormat)}
-	}
-	err := w.sc.writeHeaders(w.st, headerBlock(w.status, w.hdr, w.trailer), end, nil)
-	if err != nil {
-		w.failed = true
-	}
-	return err
 }
 
 // headerBlock encodes a status and header map as an HTTP/2 header block, less
@@ -1273,6 +1259,7 @@ func (w *h2Writer) finish() {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
+	w.declareTrailers()
 	var trailers []byte
 	for k, vs := range w.hdr {
 		name, isPrefixed := strings.CutPrefix(k, http.TrailerPrefix)
@@ -1283,20 +1270,11 @@ func (w *h2Writer) finish() {
 			trailers = appendField(trailers, strings.ToLower(name), v)
 		}
 	}
-	if !w.sent && len(trailers) == 0 {
-		// One HEADERS frame, with the data in the same write.
-		w.sent = true
-		if _, ok := w.hdr["Date"]; !ok {
-			w.hdr["Date"] = []string{time.Now().UTC().Format(http.TimeFormat)}
-		}
-		if len(w.buf) <= h2MaxDataSize {
-			w.sc.writeHeaders(w.st, headerBlock(w.status, w.hdr, nil), true, w.buf)
-			return
-		}
-		if w.sc.writeHeaders(w.st, headerBlock(w.status, w.hdr, nil), false, nil) != nil {
-			return
-		}
-	} else if w.sendHeaders(false) != nil {
+	if !w.sent && len(trailers) == 0 && len(w.buf) <= h2MaxDataSize {
+		w.sendHeaders(true, w.buf) // one HEADERS frame, the data in the same write
+		return
+	}
+	if w.sendHeaders(false, nil) != nil {
 		return
 	}
 	if len(trailers) > 0 {

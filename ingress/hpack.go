@@ -1,5 +1,7 @@
 package ingress
 
+import "strings"
+
 // Response header blocks are encoded as HPACK literals without indexing (RFC 7541 6.2.2),
 // naming a header by its static-table index when it has one, as nginx does: no dynamic
 // table to keep in step with the client, no table searches, no allocations, and the
@@ -53,7 +55,7 @@ func appendField(b []byte, name, value string) []byte {
 func appendFieldLower(b []byte, name, value []byte) []byte {
 	var buf [64]byte
 	if len(name) > len(buf) {
-		return appendField(b, lowerString(name), string(value))
+		return appendField(b, strings.ToLower(string(name)), string(value))
 	}
 	lower := buf[:len(name)]
 	for i, c := range name {
@@ -69,17 +71,6 @@ func appendFieldLower(b []byte, name, value []byte) []byte {
 		b = appendHpackStr(b, lower)
 	}
 	return appendHpackStr(b, value)
-}
-
-func lowerString(b []byte) string {
-	out := make([]byte, len(b))
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		out[i] = c
-	}
-	return string(out)
 }
 
 // appendHpackInt appends v with an n-bit prefix (RFC 7541 5.1) after the bits in first.
